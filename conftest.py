@@ -1,0 +1,3 @@
+"""Loads the soakcheck plugin for the checklist in tests/."""
+
+pytest_plugins = ["soakcheck.plugin"]

@@ -1,0 +1,5 @@
+import sys
+
+from soakcheck.cli import main
+
+sys.exit(main())

@@ -1,0 +1,188 @@
+"""Command line: `python -m soakcheck check|verdict|window|demo|monitor|p0`."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from pathlib import Path
+
+from soakcheck import __version__
+from soakcheck.checkpoint import DEFAULT_REPORTS, open_window, plan_checkpoint, run_checkpoint
+from soakcheck.config import DEFAULT_TARGET, TargetError, load_target
+from soakcheck.verdict import decide
+from soakcheck.verdict_report import write_reports
+from soakcheck.window import Window, list_windows, load_window, new_window
+
+log = logging.getLogger("soakcheck")
+
+EXIT_USAGE = 3
+
+
+def setup_logging(verbose: bool = False) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        datefmt="%H:%M:%S",
+    )
+    # httpx logs every request with its full URL at INFO; that is noise here.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    logging.getLogger("httpcore").setLevel(logging.WARNING)
+
+
+def _target_path(value: str | None) -> Path:
+    return Path(value or os.environ.get("TARGET") or DEFAULT_TARGET)
+
+
+def _reports(value: str | None) -> Path:
+    return Path(value or os.environ.get("REPORTS") or DEFAULT_REPORTS)
+
+
+def _find_window(reports: Path, target_name: str, window_id: str | None) -> Window:
+    if window_id:
+        directory = reports / window_id
+        if not directory.is_dir():
+            raise SystemExit(
+                f"window {window_id!r} not found under {reports}; "
+                f"list them with `python -m soakcheck window list`"
+            )
+        return load_window(directory)
+    windows = list_windows(reports, target_name)
+    if not windows:
+        raise SystemExit(
+            f"no window found for target {target_name!r} under {reports}; "
+            f"run `make check` first"
+        )
+    return windows[-1]
+
+
+def command_check(args: argparse.Namespace) -> int:
+    target_path = _target_path(args.target)
+    target = load_target(target_path)
+    reports = _reports(args.reports)
+    if args.window:
+        window = _find_window(reports, target.name, args.window)
+    else:
+        window = open_window(target, reports)
+    plan = plan_checkpoint(window, kind=args.kind)
+    code = run_checkpoint(target_path, plan, args.pytest_args)
+    if plan.json.exists():
+        print(f"report: {plan.html}")
+    else:
+        print(f"no checkpoint record was written at {plan.json}", file=sys.stderr)
+        return code if code > 1 else 2
+    return code
+
+
+def command_verdict(args: argparse.Namespace) -> int:
+    target = load_target(_target_path(args.target))
+    reports = _reports(args.reports)
+    window = _find_window(reports, target.name, args.window)
+    required = None if args.window else target.policy.required_p0
+    verdict = decide(window, required_p0=required)
+    paths = write_reports(verdict, window.directory)
+    print(f"verdict for window {window.id}: {verdict.decision}")
+    for reason in verdict.reasons:
+        print(f"  {reason.decision:11} {reason.text}")
+    print(f"report: {paths['html']} (also verdict.md, verdict.json)")
+    return verdict.exit_code
+
+
+def command_window(args: argparse.Namespace) -> int:
+    target = load_target(_target_path(args.target))
+    reports = _reports(args.reports)
+    if args.action == "start":
+        length = args.length or target.window.length
+        interval = args.interval or target.window.interval
+        window = new_window(
+            reports, target.name, length, interval, policy=target.policy.model_dump()
+        )
+        print(f"started window {window.id}: {window.slot_count} slots, "
+              f"ends {window.end.isoformat(timespec='seconds')}")
+        return 0
+    for window in list_windows(reports, None if args.all else target.name):
+        print(f"{window.id}  start {window.start.isoformat(timespec='seconds')}  "
+              f"{window.slot_count} slots every {window.interval_s:g} s")
+    return 0
+
+
+def command_demo(args: argparse.Namespace) -> int:
+    from soakcheck.demo import run_demo
+
+    return run_demo(
+        scenario=args.scenario,
+        reports=_reports(args.reports),
+        slots=args.slots,
+        interval_s=args.interval,
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="soakcheck", description="Production-readiness soak checks."
+    )
+    parser.add_argument("--version", action="version", version=__version__)
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    def common(sub: argparse.ArgumentParser) -> None:
+        sub.add_argument("--target", help=f"target TOML file (default {DEFAULT_TARGET})")
+        sub.add_argument("--reports", help="reports folder (default reports/)")
+
+    check = commands.add_parser("check", help="run one checkpoint of the window")
+    common(check)
+    check.add_argument("--window", help="window id (default: the open window)")
+    check.add_argument("--kind", choices=("scheduled", "p0"), default="scheduled",
+                       help=argparse.SUPPRESS)
+    check.add_argument("pytest_args", nargs="*", help="extra pytest arguments")
+    check.set_defaults(handler=command_check)
+
+    verdict = commands.add_parser("verdict", help="decide over a window")
+    common(verdict)
+    verdict.add_argument("--window", help="window id (default: the newest)")
+    verdict.set_defaults(handler=command_verdict)
+
+    window = commands.add_parser("window", help="start or list windows")
+    common(window)
+    window.add_argument("action", choices=("start", "list"))
+    window.add_argument("--length", type=_duration, help="window length, e.g. 24h")
+    window.add_argument("--interval", type=_duration, help="slot interval, e.g. 2h")
+    window.add_argument("--all", action="store_true", help="list every target's")
+    window.set_defaults(handler=command_window)
+
+    demo = commands.add_parser("demo", help="compressed window on a bundled backend")
+    demo.add_argument("--scenario", default="healthy",
+                      help="healthy, leak, crash, failed-jobs, error-logs, fatal-log, "
+                      "stalled-job, slow-health, service-down")
+    demo.add_argument("--reports", help="reports folder (default reports/)")
+    demo.add_argument("--slots", type=int, default=4, help="checkpoints after the first")
+    demo.add_argument("--interval", type=float, default=4.0, help="seconds between")
+    demo.set_defaults(handler=command_demo)
+    return parser
+
+
+def _duration(value: str) -> float:
+    from soakcheck.config import parse_duration
+
+    try:
+        return parse_duration(value)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    setup_logging(args.verbose)
+    try:
+        return args.handler(args)
+    except TargetError as error:
+        print(f"soakcheck: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("soakcheck: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

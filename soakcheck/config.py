@@ -1,0 +1,323 @@
+"""The target file: one TOML file describing the backend under soak.
+
+The file is validated once, on load. Secrets never live in it: the file names
+environment variables, and an optional `.env` file fills them in.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from pathlib import Path
+from typing import Annotated, Literal
+
+from dotenv import dotenv_values
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+DEFAULT_TARGET = Path("fixtures/targets/local.toml")
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, None: 1}
+
+
+class TargetError(Exception):
+    """The target file is missing, unreadable or invalid."""
+
+
+def parse_duration(value: object) -> float:
+    """Convert "24h", "30s", "10m", "1.5h" or a number of seconds to seconds."""
+    if isinstance(value, bool):
+        raise ValueError(f"expected a duration such as '2h' or '30s', got {value!r}")
+    if isinstance(value, int | float):
+        seconds = float(value)
+    else:
+        match = _DURATION.match(str(value))
+        if not match:
+            raise ValueError(
+                f"expected a duration such as '2h', '10m' or '30s', got {value!r}"
+            )
+        seconds = float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+    if seconds <= 0:
+        raise ValueError(f"expected a positive duration, got {value!r}")
+    return seconds
+
+
+Duration = Annotated[float, BeforeValidator(parse_duration)]
+
+
+class _Section(BaseModel):
+    # Unknown keys are typos far more often than intent, so they are rejected.
+    model_config = ConfigDict(extra="forbid")
+
+
+class ProcessConfig(_Section):
+    """How to find the backend process and read its memory."""
+
+    port: int | None = Field(default=None, ge=1, le=65535)
+    pid_file: Path | None = None
+    cmdline_pattern: str | None = None
+    metrics_url: str | None = None
+    memory_json_path: str | None = None
+    memory_primary_mb: float = Field(default=500, gt=0)
+    memory_critical_mb: float = Field(default=1024, gt=0)
+
+    @model_validator(mode="after")
+    def _critical_above_primary(self) -> ProcessConfig:
+        if self.memory_critical_mb < self.memory_primary_mb:
+            raise ValueError(
+                f"memory_critical_mb ({self.memory_critical_mb}) must not be below "
+                f"memory_primary_mb ({self.memory_primary_mb})"
+            )
+        return self
+
+
+HealthPreset = Literal["seed", "terminus", "spring", "health+json", "auto"]
+
+
+class BackendConfig(_Section):
+    """The HTTP backend and the shape of its health answer."""
+
+    base_url: str = "http://localhost:3001"
+    health_path: str = "/health"
+    timeout: Duration = 5.0
+    preset: HealthPreset = "seed"
+    status_path: str | None = None
+    services_path: str | None = None
+    uptime_path: str | None = None
+    services: list[str] = Field(default_factory=list)
+    primary_services: list[str] = Field(default_factory=lambda: ["webhookQueue"])
+    latency_samples: int = Field(default=5, ge=1, le=50)
+    latency_p95_ms: float = Field(default=100, gt=0)
+    uptime_tolerance_ratio: float = Field(default=0.05, ge=0)
+    uptime_tolerance_s: float = Field(default=60, ge=0)
+    process: ProcessConfig = Field(default_factory=ProcessConfig)
+
+    @field_validator("base_url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if not re.match(r"^https?://[^/\s]+", value):
+            raise ValueError(
+                f"expected an http:// or https:// URL such as "
+                f"'http://localhost:3001', got {value!r}"
+            )
+        return value.rstrip("/")
+
+    @field_validator("health_path")
+    @classmethod
+    def _absolute_path(cls, value: str) -> str:
+        if not value.startswith("/"):
+            raise ValueError(f"expected a path starting with '/', got {value!r}")
+        return value
+
+    @property
+    def health_url(self) -> str:
+        return self.base_url + self.health_path
+
+
+class RedisConfig(_Section):
+    """The Redis server behind the BullMQ queues."""
+
+    url: str = "redis://localhost:6379/0"
+    password_env: str = "REDIS_PASSWORD"
+    timeout: Duration = 5.0
+    prefix: str = "bull"
+    queues: list[str] = Field(default_factory=list)
+    memory_check_mb: float = Field(default=50, gt=0)
+    memory_primary_mb: float = Field(default=100, gt=0)
+    required_policy: str = "noeviction"
+    stalled_after: Duration = 600.0
+
+    @field_validator("url")
+    @classmethod
+    def _redis_url(cls, value: str) -> str:
+        if not re.match(r"^rediss?://", value):
+            raise ValueError(
+                f"expected a redis:// or rediss:// URL such as "
+                f"'redis://localhost:6379/0', got {value!r}"
+            )
+        if re.match(r"^rediss?://[^/@]*:[^/@]+@", value):
+            raise ValueError(
+                "the URL contains a password; put it in the environment variable "
+                "named by redis.password_env instead"
+            )
+        return value
+
+
+class LogsConfig(_Section):
+    """The backend's log files, read incrementally between checkpoints."""
+
+    files: list[Path] = Field(default_factory=list)
+    errors_per_hour: int = Field(default=10, ge=0)
+    worker_pattern: str | None = "RecordingQueueWorker running normally"
+    custom_pattern: str | None = None
+    reconciliation_time: str = "03:00"
+    reconciliation_start: str = "Reconciliation started"
+    reconciliation_done: str = "Reconciliation completed"
+
+    @field_validator("worker_pattern", "custom_pattern")
+    @classmethod
+    def _valid_regex(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                re.compile(value)
+            except re.error as error:
+                raise ValueError(f"invalid regular expression {value!r}: {error}")
+        return value
+
+    @field_validator("reconciliation_time")
+    @classmethod
+    def _time_of_day(cls, value: str) -> str:
+        if not re.match(r"^([01]\d|2[0-3]):[0-5]\d$", value):
+            raise ValueError(f"expected a UTC time of day 'HH:MM', got {value!r}")
+        return value
+
+
+class QueueStatsConfig(_Section):
+    """The backend's optional queue statistics endpoint."""
+
+    path: str = "/api/monitoring/queue-stats"
+    token_env: str = "MONITORING_TOKEN"
+
+
+class WindowConfig(_Section):
+    """The soak window: how long, and how often a checkpoint runs."""
+
+    length: Duration = 86400.0
+    interval: Duration = 7200.0
+
+    @model_validator(mode="after")
+    def _interval_fits(self) -> WindowConfig:
+        if self.interval > self.length:
+            raise ValueError(
+                f"interval ({self.interval:g} s) is longer than the window "
+                f"({self.length:g} s)"
+            )
+        return self
+
+
+class PolicyConfig(_Section):
+    """The decision policy; the defaults are the ones the checklist states."""
+
+    required_p0: list[str] = Field(default_factory=list)
+    missed_slot_is_conditional: bool = True
+
+
+class P0Config(_Section):
+    """State-changing P0 tests; refused unless `allowed` is true."""
+
+    allowed: bool = False
+    stripe_webhook_path: str = "/api/webhooks/stripe"
+    stripe_secret_env: str = "STRIPE_WEBHOOK_SECRET"
+    stripe_event_type: str = "invoice.payment_succeeded"
+    debt_limit_path: str = "/api/billing/charges"
+    debt_limit_over: dict[str, object] = Field(
+        default_factory=lambda: {"customerId": "cus_soak_over", "amountCents": 900000}
+    )
+    debt_limit_under: dict[str, object] = Field(
+        default_factory=lambda: {"customerId": "cus_soak_under", "amountCents": 100}
+    )
+    debt_limit_status: int = 402
+    reconciliation_path: str = "/api/billing/reconciliation"
+    reconciliation_timeout: Duration = 60.0
+
+
+class Target(_Section):
+    """A whole target file."""
+
+    name: str = Field(default="local", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    env_file: Path | None = None
+    backend: BackendConfig = Field(default_factory=BackendConfig)
+    redis: RedisConfig = Field(default_factory=RedisConfig)
+    logs: LogsConfig = Field(default_factory=LogsConfig)
+    queue_stats: QueueStatsConfig | None = None
+    window: WindowConfig = Field(default_factory=WindowConfig)
+    policy: PolicyConfig = Field(default_factory=PolicyConfig)
+    p0: P0Config = Field(default_factory=P0Config)
+
+    # Set on load, not read from the file.
+    source: Path | None = Field(default=None, exclude=True)
+    environment: dict[str, str] = Field(default_factory=dict, exclude=True, repr=False)
+
+    def secret(self, variable: str) -> str | None:
+        """Return a secret from the process environment or the `.env` file."""
+        value = os.environ.get(variable)
+        if value is None:
+            value = self.environment.get(variable)
+        return value or None
+
+
+def _format_errors(error: ValidationError, path: Path) -> str:
+    lines = [f"invalid target file {path}:"]
+    for item in error.errors():
+        key = ".".join(str(part) for part in item["loc"]) or "(top level)"
+        message = item["msg"].removeprefix("Value error, ")
+        if item["type"] == "extra_forbidden":
+            message = "unknown key; check its spelling against README.md"
+        value = item.get("input")
+        shown = "" if isinstance(value, dict) else f" (got {value!r})"
+        lines.append(f"  {key}: {message}{shown}")
+    return "\n".join(lines)
+
+
+def load_target(path: str | Path) -> Target:
+    """Read, validate and return a target file, raising TargetError on bad input."""
+    path = Path(path)
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise TargetError(
+            f"target file not found: {path}; pass TARGET=path/to/target.toml "
+            f"or copy {DEFAULT_TARGET}"
+        ) from None
+    except (OSError, UnicodeDecodeError) as error:
+        raise TargetError(f"cannot read target file {path}: {error}") from None
+    except tomllib.TOMLDecodeError as error:
+        raise TargetError(f"invalid TOML in target file {path}: {error}") from None
+
+    for forbidden in ("password", "token", "secret"):
+        if _contains_key(raw, forbidden):
+            raise TargetError(
+                f"target file {path} contains a {forbidden!r} key; secrets belong "
+                f"in environment variables or the .env file named by env_file"
+            )
+
+    try:
+        target = Target.model_validate(raw)
+    except ValidationError as error:
+        raise TargetError(_format_errors(error, path)) from None
+
+    target.source = path
+    target.environment = _read_env_file(target, path)
+    return target
+
+
+def _contains_key(table: object, name: str) -> bool:
+    if isinstance(table, dict):
+        for key, value in table.items():
+            if key == name or _contains_key(value, name):
+                return True
+    return False
+
+
+def _read_env_file(target: Target, path: Path) -> dict[str, str]:
+    if target.env_file is None:
+        return {}
+    env_path = target.env_file
+    if not env_path.is_absolute():
+        env_path = path.parent / env_path
+    if not env_path.exists():
+        raise TargetError(
+            f"env_file {env_path} named by {path} was not found; create it or "
+            f"remove the env_file key"
+        )
+    values = dotenv_values(env_path)
+    return {key: value for key, value in values.items() if value is not None}

@@ -1,0 +1,5 @@
+"""The one exception probes raise when they cannot measure."""
+
+
+class ProbeError(Exception):
+    """A probe could not reach its system; the message says why and what to try."""

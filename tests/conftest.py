@@ -1,0 +1,231 @@
+"""Probes for the checklist: each system is measured once per checkpoint.
+
+Every fixture here returns a ProbeResult, so an unreachable backend or Redis
+fails the checks that need it, with the reason, and the run goes on.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from soakcheck.config import Target
+from soakcheck.logscan import LogScan, scan_log
+from soakcheck.plugin import SoakSession, soak_session
+from soakcheck.probes import health as health_probe
+from soakcheck.probes.errors import ProbeError
+from soakcheck.probes.process import ProcessMemory, read_process_memory
+from soakcheck.probes.queues import QueueState, read_queue_state
+from soakcheck.probes.redis_info import RedisFacts, connect, read_redis_facts
+from soakcheck.probes.result import ProbeResult, attempt
+
+log = logging.getLogger(__name__)
+
+
+def _not_configured(what: str) -> list[Any]:
+    reason = f"no {what} configured in the target file"
+    return [pytest.param(None, id="not-configured", marks=pytest.mark.skip(reason))]
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Parametrise the checklist families from the target file."""
+    target = soak_session(metafunc.config).target
+    if "service" in metafunc.fixturenames:
+        names = target.backend.services
+        params = [pytest.param(name, id=name) for name in names]
+        metafunc.parametrize("service", params or _not_configured("services"))
+    if "queue" in metafunc.fixturenames:
+        names = target.redis.queues
+        params = [pytest.param(name, id=name) for name in names]
+        metafunc.parametrize("queue", params or _not_configured("queues"))
+    if "log_file" in metafunc.fixturenames:
+        files = target.logs.files
+        params = [pytest.param(path, id=Path(path).name) for path in files]
+        metafunc.parametrize("log_file", params or _not_configured("log files"))
+
+
+@pytest.fixture(scope="session")
+def previous(soak: SoakSession) -> dict[str, Any] | None:
+    """The window's previous checkpoint record, or None at the first one."""
+    return soak.previous
+
+
+@pytest.fixture(scope="session")
+def health(soak: SoakSession, target: Target) -> ProbeResult[health_probe.HealthFacts]:
+    """The health answer, with latency samples, fetched once per checkpoint."""
+    backend = target.backend
+    result = attempt(
+        "health",
+        lambda: health_probe.fetch_health(
+            backend.health_url,
+            timeout_s=backend.timeout,
+            samples=backend.latency_samples,
+            preset=backend.preset,
+            status_path=backend.status_path,
+            services_path=backend.services_path,
+            uptime_path=backend.uptime_path,
+            memory_path=backend.process.memory_json_path,
+        ),
+    )
+    if result.value is not None:
+        facts = result.value
+        soak.measurements["health_latency_p95_ms"] = facts.latency_p95_ms
+        soak.measurements["health_http_status"] = facts.http_status
+        soak.measurements["uptime_s"] = facts.uptime_s
+        if facts.uptime_s is not None:
+            soak.state["uptime"] = {
+                "uptime_s": facts.uptime_s,
+                "at": soak.started_at.isoformat(),
+            }
+    return result
+
+
+@pytest.fixture(scope="session")
+def redis_client(target: Target) -> ProbeResult[Any]:
+    """A Redis connection, or the reason none could be made."""
+    redis = target.redis
+    password = target.secret(redis.password_env)
+    return attempt("redis", lambda: connect(redis.url, password, redis.timeout))
+
+
+@pytest.fixture(scope="session")
+def redis_facts(
+    soak: SoakSession, target: Target, redis_client: ProbeResult[Any]
+) -> ProbeResult[RedisFacts]:
+    """Redis INFO, read once per checkpoint."""
+    if redis_client.error is not None:
+        return ProbeResult(error=redis_client.error)
+    result = attempt("redis", lambda: read_redis_facts(redis_client.value))
+    if result.value is not None:
+        facts = result.value
+        soak.measurements["redis_used_memory_bytes"] = facts.used_memory
+        soak.state["redis"] = {
+            "evicted_keys": facts.evicted_keys,
+            "rejected_connections": facts.rejected_connections,
+        }
+    return result
+
+
+@pytest.fixture(scope="session")
+def backend_memory(
+    soak: SoakSession,
+    target: Target,
+    health: ProbeResult[health_probe.HealthFacts],
+) -> ProbeResult[ProcessMemory | None]:
+    """Resident memory of the backend and its children."""
+    process = target.backend.process
+
+    def measure() -> ProcessMemory | None:
+        memory = read_process_memory(
+            port=process.port,
+            pid_file=process.pid_file,
+            cmdline_pattern=process.cmdline_pattern,
+            metrics_url=process.metrics_url,
+            timeout_s=target.backend.timeout,
+        )
+        if memory is None and process.memory_json_path:
+            facts = health.require() if health.error is None else None
+            if facts is None or facts.memory_bytes is None:
+                raise ProbeError(
+                    f"health answer has no memory value at "
+                    f"{process.memory_json_path!r}"
+                )
+            memory = ProcessMemory(int(facts.memory_bytes), "health JSON")
+        return memory
+
+    result = attempt("backend memory", measure)
+    if result.value is not None:
+        soak.measurements["backend_rss_bytes"] = result.value.rss_bytes
+    return result
+
+
+@pytest.fixture(scope="session")
+def log_scans(soak: SoakSession, target: Target) -> dict[str, ProbeResult[LogScan]]:
+    """Each log file read from where the previous checkpoint stopped."""
+    logs = target.logs
+    saved = soak.state.setdefault("logs", {})
+    fallback = soak.window.interval_s if soak.window else None
+    scans: dict[str, ProbeResult[LogScan]] = {}
+    for path in logs.files:
+        key = str(path)
+
+        def scan(path: Path = path, key: str = key) -> LogScan:
+            return scan_log(
+                path,
+                saved.get(key),
+                now=soak.started_at,
+                worker_pattern=logs.worker_pattern,
+                custom_pattern=logs.custom_pattern,
+                fallback_interval_s=fallback,
+                extra_patterns={
+                    "reconciliation_start": logs.reconciliation_start,
+                    "reconciliation_done": logs.reconciliation_done,
+                },
+            )
+
+        result = attempt("logs", scan)
+        scans[key] = result
+        if result.value is not None and not result.value.missing:
+            saved[key] = result.value.state
+    _record_log_measurements(soak, scans)
+    return scans
+
+
+def _record_log_measurements(
+    soak: SoakSession, scans: dict[str, ProbeResult[LogScan]]
+) -> None:
+    errors = fatals = 0
+    per_hour: dict[str, int] = {}
+    for result in scans.values():
+        if result.value is None:
+            continue
+        errors += result.value.error_records
+        fatals += result.value.fatal_records
+        for hour, count in result.value.errors_per_hour.items():
+            per_hour[hour] = per_hour.get(hour, 0) + count
+    soak.measurements["log_error_records"] = errors
+    soak.measurements["log_fatal_records"] = fatals
+    soak.measurements["log_errors_per_hour"] = per_hour
+
+
+@pytest.fixture(scope="session")
+def queue_states(
+    soak: SoakSession, target: Target, redis_client: ProbeResult[Any]
+) -> dict[str, ProbeResult[QueueState]]:
+    """Each configured BullMQ queue, read from Redis as BullMQ lays it out."""
+    redis = target.redis
+    saved = soak.state.setdefault("queues", {})
+    if soak.window is not None:
+        window_start = soak.window.start
+    else:
+        window_start = soak.started_at - timedelta(seconds=target.window.length)
+    window_start_ms = int(window_start.timestamp() * 1000)
+
+    states: dict[str, ProbeResult[QueueState]] = {}
+    for queue in redis.queues:
+        if redis_client.error is not None:
+            states[queue] = ProbeResult(error=redis_client.error)
+            continue
+
+        def read(queue: str = queue) -> QueueState:
+            return read_queue_state(
+                redis_client.value,
+                redis.prefix,
+                queue,
+                window_start_ms=window_start_ms,
+                previous=saved.get(queue),
+                long_running_ms=int(redis.stalled_after * 1000),
+            )
+
+        result = attempt("queues", read)
+        states[queue] = result
+        if result.value is not None:
+            saved[queue] = result.value.state
+            soak.measurements.setdefault("queue_counts", {})[queue] = (
+                result.value.counts
+            )
+    return states
