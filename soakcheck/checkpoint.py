@@ -102,6 +102,10 @@ def run_checkpoint(
         plan.window.id,
         plan.slot.label,
     )
-    completed = subprocess.run(command, cwd=PROJECT_ROOT, check=False)
+    # A session of its own keeps a Ctrl-C meant for the monitor away from the
+    # running checkpoint, which then finishes and writes its record.
+    completed = subprocess.run(
+        command, cwd=PROJECT_ROOT, check=False, start_new_session=True
+    )
     log.info("checkpoint stop id=%s exit=%d", plan.checkpoint_id, completed.returncode)
     return completed.returncode

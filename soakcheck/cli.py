@@ -107,6 +107,35 @@ def command_window(args: argparse.Namespace) -> int:
     return 0
 
 
+def command_monitor(args: argparse.Namespace) -> int:
+    from soakcheck.monitor import AlreadyRunning, Monitor, install_signal_handlers
+
+    target_path = _target_path(args.target)
+    target = load_target(target_path)
+    reports = _reports(args.reports)
+    if args.window:
+        window = _find_window(reports, target.name, args.window)
+    else:
+        window = open_window(target, reports)
+    monitor = Monitor(window, target_path)
+    install_signal_handlers(monitor)
+    try:
+        verdict = monitor.run_window()
+    except AlreadyRunning as error:
+        print(f"soakcheck: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    if monitor.missed:
+        print(f"missed slots: {', '.join(monitor.missed)}")
+    if verdict is None:
+        print(f"monitor stopped; start it again to resume window {window.id}")
+        return 130
+    print(f"verdict for window {window.id}: {verdict.decision}")
+    for reason in verdict.reasons:
+        print(f"  {reason.decision:11} {reason.text}")
+    print(f"report: {window.directory / 'verdict.html'}")
+    return verdict.exit_code
+
+
 def command_demo(args: argparse.Namespace) -> int:
     from soakcheck.demo import run_demo
 
@@ -150,6 +179,11 @@ def build_parser() -> argparse.ArgumentParser:
     window.add_argument("--interval", type=_duration, help="slot interval, e.g. 2h")
     window.add_argument("--all", action="store_true", help="list every target's")
     window.set_defaults(handler=command_window)
+
+    monitor = commands.add_parser("monitor", help="run the whole window, then decide")
+    common(monitor)
+    monitor.add_argument("--window", help="window id (default: the open window)")
+    monitor.set_defaults(handler=command_monitor)
 
     demo = commands.add_parser("demo", help="compressed window on a bundled backend")
     demo.add_argument("--scenario", default="healthy",

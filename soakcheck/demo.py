@@ -11,20 +11,19 @@ from __future__ import annotations
 import logging
 import os
 import secrets
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from soakcheck.checkpoint import CheckpointPlan, run_checkpoint
+from soakcheck.checkpoint import run_checkpoint
 from soakcheck.config import load_target
-from soakcheck.record import free_checkpoint_id
+from soakcheck.monitor import Monitor, install_signal_handlers
 from soakcheck.services import RedisServer, ReferenceBackend
-from soakcheck.verdict import decide
-from soakcheck.verdict_report import write_reports
-from soakcheck.window import new_window, now_utc
+from soakcheck.window import Slot, new_window, now_utc
 
 log = logging.getLogger(__name__)
+
+QUIET_PYTEST = ["--no-header", "-p", "no:cacheprovider"]
 
 
 @dataclass(frozen=True)
@@ -163,25 +162,26 @@ def run_demo(
         print(f"window {window.id}: {window.slot_count} checkpoints "
               f"{interval_s:g} s apart")
 
-        for slot in window.slots():
-            delay = (slot.due - now_utc()).total_seconds()
-            if delay > 0:
-                time.sleep(delay)
+        def inject(slot: Slot) -> None:
             if slot.index == 1 and chosen.fault:
                 print(f"injecting fault {chosen.fault} {chosen.params or ''}")
                 backend.inject(chosen.fault, **chosen.params)
-            plan = CheckpointPlan(
-                window, slot, free_checkpoint_id(window.directory, slot.id), "scheduled"
-            )
-            print(f"--- checkpoint {slot.index + 1} of {window.slot_count} "
-                  f"({slot.label})")
-            run_checkpoint(target_path, plan, ["--no-header", "-p", "no:cacheprovider"])
 
-    verdict = decide(window)
-    paths = write_reports(verdict, window.directory)
+        monitor = Monitor(
+            window,
+            target_path,
+            run=lambda path, plan: run_checkpoint(path, plan, QUIET_PYTEST),
+            before_slot=inject,
+        )
+        install_signal_handlers(monitor)
+        verdict = monitor.run_window()
+
+    if verdict is None:
+        print("demo stopped before the window ended; no verdict")
+        return 130
     print(f"\nverdict: {verdict.decision} (scenario {scenario} expects "
           f"{chosen.expected})")
     for reason in verdict.reasons:
         print(f"  {reason.decision:11} {reason.text}")
-    print(f"reports: {window.directory}/ (verdict: {paths['html']})")
+    print(f"reports: {window.directory}/ (verdict: {window.directory}/verdict.html)")
     return verdict.exit_code

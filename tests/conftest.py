@@ -11,6 +11,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from soakcheck.config import Target
@@ -19,7 +20,12 @@ from soakcheck.plugin import SoakSession, soak_session
 from soakcheck.probes import health as health_probe
 from soakcheck.probes.errors import ProbeError
 from soakcheck.probes.process import ProcessMemory, read_process_memory
-from soakcheck.probes.queues import QueueState, read_queue_state
+from soakcheck.probes.queues import (
+    QueueState,
+    QueueStatsError,
+    parse_queue_stats,
+    read_queue_state,
+)
 from soakcheck.probes.redis_info import RedisFacts, connect, read_redis_facts
 from soakcheck.probes.result import ProbeResult, attempt
 
@@ -99,7 +105,15 @@ def redis_facts(
     """Redis INFO, read once per checkpoint."""
     if redis_client.error is not None:
         return ProbeResult(error=redis_client.error)
-    result = attempt("redis", lambda: read_redis_facts(redis_client.value))
+    redis = target.redis
+    result = attempt(
+        "redis",
+        lambda: read_redis_facts(redis_client.value, password_env=redis.password_env),
+    )
+    if result.value is not None and not result.value.ping_ok:
+        return ProbeResult(error=result.value.ping_error)
+    if result.value is not None and result.value.info_error:
+        return ProbeResult(error=result.value.info_error)
     if result.value is not None:
         facts = result.value
         soak.measurements["redis_used_memory_bytes"] = facts.used_memory
@@ -219,6 +233,7 @@ def queue_states(
                 window_start_ms=window_start_ms,
                 previous=saved.get(queue),
                 long_running_ms=int(redis.stalled_after * 1000),
+                password_env=redis.password_env,
             )
 
         result = attempt("queues", read)
@@ -229,3 +244,38 @@ def queue_states(
                 result.value.counts
             )
     return states
+
+
+@pytest.fixture(scope="session")
+def queue_stats(target: Target) -> ProbeResult[dict[str, dict[str, int]]] | None:
+    """The backend's own queue counts, when the target configures the endpoint."""
+    if target.queue_stats is None:
+        return None
+    settings = target.queue_stats
+    url = target.backend.base_url + settings.path
+    token = target.secret(settings.token_env)
+
+    def fetch() -> dict[str, dict[str, int]]:
+        if token is None:
+            raise ProbeError(
+                f"queue-stats endpoint needs a bearer token: set {settings.token_env}"
+            )
+        try:
+            response = httpx.get(
+                url,
+                headers={"Authorization": f"Bearer {token}"},
+                timeout=target.backend.timeout,
+            )
+        except httpx.HTTPError as error:
+            raise ProbeError(f"queue-stats request to {url} failed: {error}") from None
+        if response.status_code != 200:
+            raise ProbeError(
+                f"queue-stats endpoint {url} answered HTTP {response.status_code}; "
+                f"check {settings.token_env}"
+            )
+        try:
+            return parse_queue_stats(response.content)
+        except QueueStatsError as error:
+            raise ProbeError(str(error)) from None
+
+    return attempt("queue stats", fetch)

@@ -4,7 +4,7 @@ import pytest
 
 from soakcheck.config import Target
 from soakcheck.observation import Observation
-from soakcheck.probes.queues import QueueState
+from soakcheck.probes.queues import QueueState, compare_counts
 from soakcheck.probes.result import ProbeResult
 
 pytestmark = pytest.mark.checklist
@@ -86,5 +86,37 @@ def test_queues_paused(
         operator="==",
         subject=f"queue {queue}",
     )
+
+    assert observe.holds(), observe.describe()
+
+
+@pytest.mark.check("queues.stats_match")
+def test_queues_stats_match(
+    queue: str,
+    queue_states: dict[str, ProbeResult[QueueState]],
+    queue_stats: ProbeResult[dict[str, dict[str, int]]] | None,
+    observe: Observation,
+) -> None:
+    """The backend's queue-stats endpoint reports the counts Redis holds."""
+    if queue_stats is None:
+        pytest.skip("no [queue_stats] endpoint configured in the target file")
+    state = _state(queue_states, queue)
+    endpoint = queue_stats.require()
+    if queue not in endpoint:
+        pytest.fail(
+            f"queue-stats endpoint does not list {queue!r} (it lists: "
+            f"{', '.join(sorted(endpoint)) or 'nothing'})"
+        )
+
+    # The two reads are moments apart on a live queue, so a small drift is normal.
+    mismatches = compare_counts(state.counts, endpoint[queue], tolerance=2)
+    observe.record(
+        len(mismatches),
+        threshold=0,
+        unit="counts",
+        operator="==",
+        subject=f"queue-stats counts of {queue} that differ from Redis",
+    )
+    observe.detail = "; ".join(mismatches)
 
     assert observe.holds(), observe.describe()
