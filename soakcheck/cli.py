@@ -136,6 +136,12 @@ def command_monitor(args: argparse.Namespace) -> int:
     return verdict.exit_code
 
 
+def command_p0(args: argparse.Namespace) -> int:
+    from soakcheck.p0.run import run_p0
+
+    return run_p0(_target_path(args.target), _reports(args.reports), args.window)
+
+
 def command_demo(args: argparse.Namespace) -> int:
     from soakcheck.demo import run_demo
 
@@ -145,6 +151,53 @@ def command_demo(args: argparse.Namespace) -> int:
         slots=args.slots,
         interval_s=args.interval,
     )
+
+
+def command_note(args: argparse.Namespace) -> int:
+    from soakcheck.notes import (
+        NoteError,
+        add_note,
+        add_planned,
+        add_resolution,
+        parse_time,
+    )
+
+    reports = _reports(args.reports)
+    if args.window:
+        window = _find_window(reports, "", args.window)
+    else:
+        target = load_target(_target_path(args.target))
+        window = _find_window(reports, target.name, None)
+    planned = args.planned_from is not None or args.planned_to is not None
+    try:
+        if sum([bool(args.text), bool(args.resolve), planned]) != 1:
+            raise NoteError(
+                "give exactly one of: a note text, --resolve CHECK, or "
+                "--planned-from and --planned-to"
+            )
+        if args.text:
+            entry = add_note(window.directory, args.text, author=args.author)
+        elif args.reason is None:
+            raise NoteError("--reason is required with --resolve and --planned-*")
+        elif args.resolve:
+            entry = add_resolution(
+                window.directory, args.resolve, args.reason, author=args.author
+            )
+        elif args.planned_from is None or args.planned_to is None:
+            raise NoteError("--planned-from and --planned-to go together")
+        else:
+            entry = add_planned(
+                window.directory,
+                parse_time(args.planned_from, "--planned-from"),
+                parse_time(args.planned_to, "--planned-to"),
+                args.reason,
+                author=args.author,
+            )
+    except NoteError as error:
+        print(f"soakcheck note: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    print(f"{entry['kind']} added to window {window.id} by {entry['author']}")
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -185,6 +238,13 @@ def build_parser() -> argparse.ArgumentParser:
     monitor.add_argument("--window", help="window id (default: the open window)")
     monitor.set_defaults(handler=command_monitor)
 
+    p0 = commands.add_parser(
+        "p0", help="the manual P0 tests, which change state; once per window"
+    )
+    common(p0)
+    p0.add_argument("--window", help="window id (default: the open window)")
+    p0.set_defaults(handler=command_p0)
+
     demo = commands.add_parser("demo", help="compressed window on a bundled backend")
     demo.add_argument("--scenario", default="healthy",
                       help="healthy, leak, crash, failed-jobs, error-logs, fatal-log, "
@@ -193,6 +253,25 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--slots", type=int, default=4, help="checkpoints after the first")
     demo.add_argument("--interval", type=float, default=4.0, help="seconds between")
     demo.set_defaults(handler=command_demo)
+
+    note = commands.add_parser(
+        "note", help="add a note, a resolution or a planned period to a window"
+    )
+    common(note)
+    note.add_argument("--window", help="window id (default: the newest)")
+    note.add_argument("text", nargs="?", help="free text of a note")
+    note.add_argument(
+        "--resolve", metavar="CHECK", help="mark this check's failures so far resolved"
+    )
+    note.add_argument(
+        "--planned-from",
+        metavar="ISO",
+        help="start of planned maintenance, ISO 8601 (UTC without an offset)",
+    )
+    note.add_argument("--planned-to", metavar="ISO", help="end of planned maintenance")
+    note.add_argument("--reason", help="why: required with --resolve and --planned-*")
+    note.add_argument("--author", help="who records it (default: $USER)")
+    note.set_defaults(handler=command_note)
     return parser
 
 

@@ -23,6 +23,8 @@ from pydantic import (
     model_validator,
 )
 
+from soakcheck.redact import mask_secrets
+
 DEFAULT_TARGET = Path("fixtures/targets/local.toml")
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
@@ -218,16 +220,76 @@ class P0Config(_Section):
     stripe_webhook_path: str = "/api/webhooks/stripe"
     stripe_secret_env: str = "STRIPE_WEBHOOK_SECRET"
     stripe_event_type: str = "invoice.payment_succeeded"
+    stripe_customer_id: str = "cus_soak_p0"
+    # Stripe's SDKs reject a signature timestamp older than 300 s by default.
+    stripe_tolerance_s: int = Field(default=300, gt=0)
+    # Evidence that the event was processed: the job with id = event id in
+    # this BullMQ queue, and this line in the log files under [logs]. An
+    # empty string turns one of them off.
+    webhook_queue: str | None = "webhook-processing"
+    processed_log_pattern: str | None = "Processed Stripe event {event_id}"
+    processing_timeout: Duration = 30.0
+    duplicate_wait: Duration = 3.0
     debt_limit_path: str = "/api/billing/charges"
+    debt_limit_token_env: str | None = None
     debt_limit_over: dict[str, object] = Field(
         default_factory=lambda: {"customerId": "cus_soak_over", "amountCents": 900000}
     )
     debt_limit_under: dict[str, object] = Field(
         default_factory=lambda: {"customerId": "cus_soak_under", "amountCents": 100}
     )
-    debt_limit_status: int = 402
+    debt_limit_status: int = Field(default=402, ge=400, le=499)
+    reconciliation_trigger: Literal["http", "queue"] = "http"
     reconciliation_path: str = "/api/billing/reconciliation"
+    reconciliation_status_path: str = "/api/billing/reconciliation/{job_id}"
+    reconciliation_token_env: str = "MONITORING_TOKEN"
+    reconciliation_queue: str = "billing-reconciliation"
+    reconciliation_job_name: str = "manual-reconciliation"
     reconciliation_timeout: Duration = 60.0
+
+    @field_validator(
+        "stripe_webhook_path",
+        "debt_limit_path",
+        "reconciliation_path",
+        "reconciliation_status_path",
+    )
+    @classmethod
+    def _p0_path(cls, value: str) -> str:
+        if not value.startswith("/"):
+            raise ValueError(f"expected a path starting with '/', got {value!r}")
+        return value
+
+    @field_validator("reconciliation_status_path")
+    @classmethod
+    def _has_job_id(cls, value: str) -> str:
+        if "{job_id}" not in value:
+            raise ValueError(
+                f"expected a path with a {{job_id}} placeholder such as "
+                f"'/api/billing/reconciliation/{{job_id}}', got {value!r}"
+            )
+        return value
+
+    @field_validator("webhook_queue", "processed_log_pattern", mode="before")
+    @classmethod
+    def _empty_is_off(cls, value: object) -> object:
+        # TOML has no null, so an empty string turns that evidence off.
+        return None if value == "" else value
+
+    @field_validator("processed_log_pattern")
+    @classmethod
+    def _has_event_id(cls, value: str | None) -> str | None:
+        if value is not None and "{event_id}" not in value:
+            raise ValueError(
+                f"expected log text with an {{event_id}} placeholder such as "
+                f"'Processed Stripe event {{event_id}}', got {value!r}"
+            )
+        return value
+
+
+class AlertsConfig(_Section):
+    """Where alerts go; the webhook URL is a secret, so only its variable is named."""
+
+    slack_webhook_env: str = "SLACK_WEBHOOK_URL"
 
 
 class Target(_Section):
@@ -242,6 +304,7 @@ class Target(_Section):
     window: WindowConfig = Field(default_factory=WindowConfig)
     policy: PolicyConfig = Field(default_factory=PolicyConfig)
     p0: P0Config = Field(default_factory=P0Config)
+    alerts: AlertsConfig = Field(default_factory=AlertsConfig)
 
     # Set on load, not read from the file.
     source: Path | None = Field(default=None, exclude=True)
@@ -263,7 +326,7 @@ def _format_errors(error: ValidationError, path: Path) -> str:
         if item["type"] == "extra_forbidden":
             message = "unknown key; check its spelling against README.md"
         value = item.get("input")
-        shown = "" if isinstance(value, dict) else f" (got {value!r})"
+        shown = "" if isinstance(value, dict) else f" (got {mask_secrets(repr(value))})"
         lines.append(f"  {key}: {message}{shown}")
     return "\n".join(lines)
 
