@@ -1,17 +1,24 @@
 """Verdict: the default policy over crafted windows, one per decision."""
 
+from datetime import timedelta
 from pathlib import Path
 
+import pytest
+
 from selftests.verdict_windows import (
+    START,
     add_record,
     after,
     fill,
     healthy_results,
     make_window,
     result,
+    write_alerts,
 )
+from soakcheck.notes import add_note, add_planned, add_resolution
 from soakcheck.verdict import decide
 from soakcheck.verdict_report import write_reports
+from soakcheck.window import new_window
 
 P0 = ["p0.stripe_webhook", "p0.debt_limit", "p0.reconciliation"]
 
@@ -62,7 +69,7 @@ def test_warning_conditional(tmp_path: Path) -> None:
 
 
 def test_primary_warning_conditional(tmp_path: Path) -> None:
-    """Backend memory over the primary limit but under the critical one is CONDITIONAL."""
+    """Backend memory over the primary but under the critical limit is CONDITIONAL."""
     window = make_window(tmp_path)
     fill(window)
     heavy = healthy_results()
@@ -134,7 +141,11 @@ def test_issue_tracks_first_last_worst(tmp_path: Path) -> None:
     for index, value in ((2, 60.0), (3, 80.0), (4, 70.0)):
         rows = healthy_results()
         rows[3] = result(
-            "redis.memory", "failed", value=value, threshold=50, unit="MB",
+            "redis.memory",
+            "failed",
+            value=value,
+            threshold=50,
+            unit="MB",
             criterion="secondary",
         )
         add_record(window, index, rows)
@@ -176,3 +187,289 @@ def test_unreadable_record_skipped(tmp_path: Path) -> None:
     verdict = decide(window, moment=after(window))
 
     assert verdict.missed_slots == ["Hour 4"]
+
+
+def _uptime_reset() -> list[dict]:
+    return healthy_results() + [
+        result(
+            "uptime.no_restart",
+            "failed",
+            value=120,
+            threshold=7000,
+            unit="s",
+            operator=">=",
+            message="backend uptime (120 s) >= 7000 s",
+        )
+    ]
+
+
+def _logs_error() -> list[dict]:
+    return healthy_results() + [
+        result("logs.errors[app.log]", "failed", value=3, threshold=0, operator="==")
+    ]
+
+
+def test_resolved_warning_approved(tmp_path: Path) -> None:
+    """A resolved warning no longer makes the verdict CONDITIONAL; it is listed."""
+    window = make_window(tmp_path)
+    fill(window)
+    add_record(window, 3, _logs_error())
+    add_resolution(
+        window.directory,
+        "logs.errors",
+        "sandbox 404s",
+        author="bob",
+        moment=after(window),
+    )
+
+    verdict = decide(window, moment=after(window))
+    page = write_reports(verdict, window.directory)["md"].read_text()
+
+    assert verdict.decision == "APPROVED"
+    assert verdict.issues[0].status == "resolved"
+    assert verdict.excused[0].check == "logs.errors[app.log]"
+    assert "resolved: sandbox 404s (bob)" in page
+
+
+def test_failure_after_resolution_open(tmp_path: Path) -> None:
+    """A resolution covers earlier failures only; a later failure stays open."""
+    window = make_window(tmp_path)
+    fill(window)
+    add_record(window, 3, _logs_error())
+    add_resolution(window.directory, "logs.errors", "fixed", moment=window.slot(2).due)
+
+    verdict = decide(window, moment=after(window))
+
+    assert verdict.decision == "CONDITIONAL"
+    assert verdict.issues[0].status == "open"
+
+
+def test_resolution_can_be_disabled(tmp_path: Path) -> None:
+    """With resolution_clears_conditional = false a resolved warning still counts."""
+    window = make_window(tmp_path, policy={"resolution_clears_conditional": False})
+    fill(window)
+    add_record(window, 3, _logs_error())
+    add_resolution(window.directory, "logs.errors", "fixed", moment=after(window))
+
+    verdict = decide(window, moment=after(window))
+
+    assert verdict.decision == "CONDITIONAL"
+    assert "resolution_clears_conditional = false" in verdict.reasons[0].text
+
+
+def test_resolved_primary_critical_rejected(tmp_path: Path) -> None:
+    """A resolved primary critical failure still rejects under the default policy."""
+    window = make_window(tmp_path)
+    fill(window)
+    failing = healthy_results()
+    failing[6] = result("queues.failed[webhook-processing]", "failed", value=2)
+    add_record(window, 4, failing)
+    add_resolution(
+        window.directory, "queues.failed", "replayed the jobs", moment=after(window)
+    )
+
+    verdict = decide(window, moment=after(window))
+
+    assert verdict.decision == "REJECTED"
+    assert verdict.issues[0].status == "resolved"
+    assert "resolution_overrides_primary = true" in verdict.reasons[0].text
+
+
+def test_primary_override_by_policy(tmp_path: Path) -> None:
+    """resolution_overrides_primary = true lets a resolved critical failure go."""
+    window = make_window(tmp_path, policy={"resolution_overrides_primary": True})
+    fill(window)
+    failing = healthy_results()
+    failing[6] = result("queues.failed[webhook-processing]", "failed", value=2)
+    add_record(window, 4, failing)
+    add_resolution(
+        window.directory, "queues.failed", "replayed the jobs", moment=after(window)
+    )
+
+    verdict = decide(window, moment=after(window))
+
+    assert verdict.decision == "APPROVED"
+    assert verdict.excused[0].decision == "REJECTED"
+
+
+def test_planned_restart_not_counted(tmp_path: Path) -> None:
+    """Downtime inside a planned period and the uptime reset after it do not count."""
+    window = make_window(tmp_path)
+    fill(window)
+    down = healthy_results()
+    down[0] = result("health.status", "failed", message="connection refused")
+    add_record(window, 4, down)
+    add_record(window, 5, _uptime_reset())
+    add_planned(
+        window.directory,
+        window.slot(4).due - timedelta(minutes=5),
+        window.slot(4).due + timedelta(minutes=20),
+        "deploy v1.4",
+    )
+
+    verdict = decide(window, moment=after(window))
+    statuses = {issue.check: issue.status for issue in verdict.issues}
+
+    assert verdict.decision == "APPROVED"
+    assert statuses == {"health.status": "planned", "uptime.no_restart": "planned"}
+    assert verdict.counts["planned"] == 2
+    assert verdict.counts["critical"] == 0
+    assert verdict.uptime["checkpoints_planned_down"] == 1
+    assert verdict.timeline["health.status"]["Hour 8"] == "planned"
+    assert verdict.planned[0]["slots"] == ["Hour 8"]
+
+
+def test_planned_covers_only_next_checkpoint(tmp_path: Path) -> None:
+    """An uptime reset two checkpoints after a planned period counts again."""
+    window = make_window(tmp_path)
+    fill(window)
+    add_record(window, 6, _uptime_reset())
+    add_planned(
+        window.directory,
+        window.slot(4).due - timedelta(minutes=5),
+        window.slot(4).due + timedelta(minutes=20),
+        "deploy v1.4",
+    )
+
+    verdict = decide(window, moment=after(window))
+
+    assert verdict.decision == "REJECTED"
+    assert verdict.issues[0].status == "open"
+
+
+def test_planned_does_not_cover_queues(tmp_path: Path) -> None:
+    """A failed job inside a planned period still rejects: queues are not planned."""
+    window = make_window(tmp_path)
+    fill(window)
+    failing = healthy_results()
+    failing[6] = result("queues.failed[webhook-processing]", "failed", value=1)
+    add_record(window, 4, failing)
+    add_planned(
+        window.directory,
+        window.slot(4).due - timedelta(minutes=5),
+        window.slot(4).due + timedelta(minutes=20),
+        "deploy v1.4",
+    )
+
+    verdict = decide(window, moment=after(window))
+
+    assert verdict.decision == "REJECTED"
+
+
+def test_notes_shown_and_escaped(tmp_path: Path) -> None:
+    """Notes appear in every report, and a script in a note is escaped in HTML."""
+    window = make_window(tmp_path)
+    fill(window)
+    add_note(
+        window.directory,
+        "<script>alert('note')</script>",
+        author="eve",
+        moment=after(window),
+    )
+
+    verdict = decide(window, moment=after(window))
+    paths = write_reports(verdict, window.directory)
+    page = paths["html"].read_text()
+    markdown = paths["md"].read_text()
+
+    assert "<script>alert('note')</script>" not in page
+    assert "&lt;script&gt;alert(&#x27;note&#x27;)&lt;/script&gt;" in page
+    assert "<script>" not in markdown
+    assert "&lt;script&gt;" in markdown
+    assert "<script>" in paths["json"].read_text()
+    assert verdict.notes[0]["author"] == "eve"
+
+
+def test_alerts_counted(tmp_path: Path) -> None:
+    """The alerts file's sent alerts and resolved messages are counted."""
+    window = make_window(tmp_path)
+    fill(window)
+    write_alerts(
+        window,
+        [
+            {"check": "logs.errors[app.log]", "kind": "alert", "sent_at": "t1"},
+            {"check": "health.latency", "kind": "alert", "sent_at": "t2"},
+            {"check": "logs.errors[app.log]", "kind": "resolved", "sent_at": "t3"},
+        ],
+    )
+
+    verdict = decide(window, moment=after(window))
+    page = write_reports(verdict, window.directory)["html"].read_text()
+
+    assert verdict.alerts["sent"] == 2
+    assert verdict.alerts["resolved"] == 1
+    assert "2 alert(s) sent" in page
+
+
+def test_no_alerts_file_zero(tmp_path: Path) -> None:
+    """Without an alerts file the count is zero."""
+    window = make_window(tmp_path)
+    fill(window)
+
+    verdict = decide(window, moment=after(window))
+
+    assert verdict.alerts["sent"] == 0
+    assert verdict.alerts["error"] == ""
+
+
+def test_report_sections_present(tmp_path: Path) -> None:
+    """The HTML report contains every section of the post-monitoring report."""
+    window = make_window(tmp_path)
+    fill(window, skip={3})
+
+    verdict = decide(window, moment=after(window))
+    page = write_reports(verdict, window.directory)["html"].read_text()
+
+    for heading in (
+        "Availability at checkpoints",
+        "Backend uptime at the last checkpoint",
+        "Events",
+        "Issues encountered",
+        "Resolutions and notes",
+        "Planned maintenance",
+        "Criteria",
+        "Timeline",
+        "Next steps",
+        "Approver name",
+        "Date:",
+    ):
+        assert heading in page, heading
+    assert "<td class='missed'>missed</td>" in page
+
+
+def test_next_steps_name_checks(tmp_path: Path) -> None:
+    """CONDITIONAL next steps name the open issues and the note command."""
+    window = make_window(tmp_path)
+    fill(window)
+    add_record(window, 3, _logs_error())
+
+    verdict = decide(window, moment=after(window))
+
+    assert "logs.errors[app.log]" in verdict.next_steps[0]
+    assert "--resolve CHECK" in verdict.next_steps[0]
+
+
+def test_long_timeline_grouped(tmp_path: Path) -> None:
+    """A window of hundreds of slots shows at most 49 timeline columns."""
+    window = new_window(tmp_path, "api", 300 * 60, 60, start=START)
+    for index in range(window.slot_count):
+        add_record(window, index)
+
+    verdict = decide(window, moment=after(window))
+    page = write_reports(verdict, window.directory)["html"].read_text()
+    timeline = page[page.index("class='timeline'") :]
+    header = timeline[: timeline.index("</tr>")]
+
+    assert header.count("<th>") - 1 <= 49
+    assert "Minute 0–Minute 6" in header
+
+
+def test_policy_type_checked(tmp_path: Path) -> None:
+    """A policy value of the wrong type is rejected with its key and the fix."""
+    window = make_window(tmp_path, policy={"resolution_overrides_primary": "yes"})
+
+    with pytest.raises(ValueError) as error:
+        decide(window, moment=after(window))
+
+    assert "resolution_overrides_primary" in str(error.value)
+    assert "'yes'" in str(error.value)

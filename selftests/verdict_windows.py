@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from soakcheck.checklist import spec_for
+from soakcheck.observation import MB
 from soakcheck.record import SCHEMA, write_json_atomic
 from soakcheck.window import Window, new_window
 
@@ -86,3 +87,52 @@ def fill(window: Window, skip: set[int] | None = None) -> None:
 
 def after(window: Window) -> datetime:
     return window.end + timedelta(hours=2)
+
+
+def memory_results(
+    backend_mb: float | None, cap_mb: float = 500.0
+) -> list[dict[str, Any]]:
+    """Healthy results with a measured backend memory under or over the cap."""
+    rows = healthy_results()
+    if backend_mb is None:
+        rows[0] = result("health.status", "failed", message="backend unreachable")
+        rows[4] = result(
+            "backend.memory",
+            "failed",
+            value=None,
+            threshold=cap_mb,
+            unit="MB",
+            message="backend unreachable",
+        )
+        return rows
+    outcome = "passed" if backend_mb < cap_mb else "failed"
+    rows[4] = result(
+        "backend.memory", outcome, value=backend_mb, threshold=cap_mb, unit="MB"
+    )
+    return rows
+
+
+def add_memory_series(
+    window: Window,
+    backend_mb: list[float | None],
+    *,
+    redis_mb: float = 2.0,
+    cap_mb: float = 500.0,
+) -> None:
+    """Record one checkpoint per value, from slot 0, with memory measurements."""
+    for index, value in enumerate(backend_mb):
+        measurements: dict[str, Any] = {
+            "redis_used_memory_bytes": int(redis_mb * MB),
+            "health_latency_p95_ms": 12.0,
+            "log_error_records": 0,
+            "log_fatal_records": 0,
+        }
+        if value is not None:
+            measurements["backend_rss_bytes"] = int(value * MB)
+        add_record(
+            window, index, memory_results(value, cap_mb), measurements=measurements
+        )
+
+
+def write_alerts(window: Window, entries: list[dict[str, Any]]) -> None:
+    write_json_atomic(window.directory / "alerts.json", entries)
