@@ -125,11 +125,6 @@ def test_healthy_run_counts_in_verdict(p0_stack: Stack, tmp_path: Path) -> None:
     assert all(verdict.p0[check]["outcome"] == "passed" for check in P0_CHECKS)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the verdict keeps the last result of a P0 family, so a later passing "
-    "member hides a failed one",
-)
 @pytest.mark.usefixtures("checker_env")
 def test_failed_member_fails_family(
     p0_stack: Stack, faults: ReferenceBackend, tmp_path: Path
