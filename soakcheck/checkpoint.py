@@ -54,7 +54,7 @@ def open_window(target: Target, reports: Path) -> Window:
         target.name,
         target.window.length,
         target.window.interval,
-        policy=target.policy.model_dump(),
+        policy=target.window_policy(),
     )
     print(f"started window {window.id} ({window.slot_count} slots)")
     return window

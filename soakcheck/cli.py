@@ -79,8 +79,11 @@ def command_verdict(args: argparse.Namespace) -> int:
     target = load_target(_target_path(args.target))
     reports = _reports(args.reports)
     window = _find_window(reports, target.name, args.window)
-    required = None if args.window else target.policy.required_p0
-    verdict = decide(window, required_p0=required)
+    try:
+        verdict = decide(window)
+    except ValueError as error:
+        print(f"soakcheck: {error}", file=sys.stderr)
+        return EXIT_USAGE
     paths = write_reports(verdict, window.directory)
     print(f"verdict for window {window.id}: {verdict.decision}")
     for reason in verdict.reasons:
@@ -96,7 +99,7 @@ def command_window(args: argparse.Namespace) -> int:
         length = args.length or target.window.length
         interval = args.interval or target.window.interval
         window = new_window(
-            reports, target.name, length, interval, policy=target.policy.model_dump()
+            reports, target.name, length, interval, policy=target.window_policy()
         )
         print(f"started window {window.id}: {window.slot_count} slots, "
               f"ends {window.end.isoformat(timespec='seconds')}")
@@ -150,6 +153,7 @@ def command_demo(args: argparse.Namespace) -> int:
         reports=_reports(args.reports),
         slots=args.slots,
         interval_s=args.interval,
+        with_p0=not args.no_p0,
     )
 
 
@@ -252,6 +256,9 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--reports", help="reports folder (default reports/)")
     demo.add_argument("--slots", type=int, default=4, help="checkpoints after the first")
     demo.add_argument("--interval", type=float, default=4.0, help="seconds between")
+    demo.add_argument(
+        "--no-p0", action="store_true", help="skip the P0 tests (ends CONDITIONAL)"
+    )
     demo.set_defaults(handler=command_demo)
 
     note = commands.add_parser(

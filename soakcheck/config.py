@@ -211,6 +211,23 @@ class PolicyConfig(_Section):
 
     required_p0: list[str] = Field(default_factory=list)
     missed_slot_is_conditional: bool = True
+    resolution_clears_conditional: bool = True
+    resolution_overrides_primary: bool = False
+    planned_checks: list[str] = Field(
+        default_factory=lambda: [
+            "uptime.no_restart",
+            "uptime.delta",
+            "health.*",
+            "logs.*",
+        ]
+    )
+    planned_after_checks: list[str] = Field(
+        default_factory=lambda: ["uptime.no_restart", "uptime.delta"]
+    )
+    backend_memory_cap_mb: float | None = Field(default=None, gt=0)
+    redis_memory_cap_mb: float | None = Field(default=None, gt=0)
+    trend_min_points: int = Field(default=3, ge=2)
+    trend_horizon_h: float = Field(default=0.0, ge=0)
 
 
 class P0Config(_Section):
@@ -309,6 +326,15 @@ class Target(_Section):
     # Set on load, not read from the file.
     source: Path | None = Field(default=None, exclude=True)
     environment: dict[str, str] = Field(default_factory=dict, exclude=True, repr=False)
+
+    def window_policy(self) -> dict[str, object]:
+        """Return the decision policy a new window stores, caps filled in."""
+        policy = self.policy.model_dump()
+        if policy["backend_memory_cap_mb"] is None:
+            policy["backend_memory_cap_mb"] = self.backend.process.memory_primary_mb
+        if policy["redis_memory_cap_mb"] is None:
+            policy["redis_memory_cap_mb"] = self.redis.memory_primary_mb
+        return policy
 
     def secret(self, variable: str) -> str | None:
         """Return a secret from the process environment or the `.env` file."""

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from soakcheck.checkpoint import run_checkpoint
+from soakcheck.checkpoint import plan_checkpoint, run_checkpoint
 from soakcheck.config import load_target
 from soakcheck.monitor import Monitor, install_signal_handlers
 from soakcheck.services import RedisServer, ReferenceBackend
@@ -103,12 +103,15 @@ files = ["{log_file}"]
 
 [queue_stats]
 
+[p0]
+allowed = true
+
 [window]
 length = "{length}s"
 interval = "{interval}s"
 
 [policy]
-required_p0 = []
+required_p0 = ["p0.stripe_webhook", "p0.debt_limit", "p0.reconciliation"]
 """
 
 
@@ -117,6 +120,7 @@ def run_demo(
     reports: Path = Path("reports"),
     slots: int = 4,
     interval_s: float = 4.0,
+    with_p0: bool = True,
 ) -> int:
     """Run a compressed window and return the verdict's exit code."""
     if scenario not in SCENARIOS:
@@ -157,7 +161,7 @@ def run_demo(
             f"demo-{scenario}",
             target.window.length,
             target.window.interval,
-            policy=target.policy.model_dump(),
+            policy=target.window_policy(),
         )
         print(f"window {window.id}: {window.slot_count} checkpoints "
               f"{interval_s:g} s apart")
@@ -167,11 +171,19 @@ def run_demo(
                 print(f"injecting fault {chosen.fault} {chosen.params or ''}")
                 backend.inject(chosen.fault, **chosen.params)
 
+        def run_p0_tests() -> None:
+            # After the last scheduled checkpoint, so their requests cannot
+            # delay a slot, and still inside the window's grace period.
+            print("--- P0 tests (they change state, so they run once per window)")
+            plan = plan_checkpoint(window, kind="p0")
+            run_checkpoint(target_path, plan, QUIET_PYTEST)
+
         monitor = Monitor(
             window,
             target_path,
             run=lambda path, plan: run_checkpoint(path, plan, QUIET_PYTEST),
             before_slot=inject,
+            before_verdict=run_p0_tests if with_p0 else None,
         )
         install_signal_handlers(monitor)
         verdict = monitor.run_window()

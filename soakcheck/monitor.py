@@ -82,6 +82,7 @@ class Monitor:
     clock: Callable[[], datetime] = now_utc
     run: Callable[[Path, CheckpointPlan], int] = run_checkpoint
     before_slot: Callable[[Slot], None] | None = None
+    before_verdict: Callable[[], None] | None = None
     missed: list[str] = field(default_factory=list)
     completed: list[str] = field(default_factory=list)
     stop_requested: threading.Event = field(default_factory=threading.Event)
@@ -131,6 +132,8 @@ class Monitor:
                     log.info("monitor stop window=%s (signal)", self.window.id)
                     return None
 
+            if self.before_verdict is not None:
+                self.before_verdict()
             verdict = decide(self.window)
             write_reports(verdict, self.window.directory)
             log.info("monitor done window=%s verdict=%s", self.window.id,

@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 
 from soakcheck import __version__
+from soakcheck.alerts import WebhookURLError, notify_checkpoint, webhook_url_from_env
 from soakcheck.checklist import spec_for
 from soakcheck.config import DEFAULT_TARGET, Target, TargetError, load_target
 from soakcheck.observation import Observation, with_unit
@@ -300,8 +301,22 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         summary["failed"],
         summary["criticals"],
     )
+    _send_alerts(soak, record)
     # The exit status follows the primary criteria, not every warning.
     session.exitstatus = 1 if summary["primary_failed"] else 0
+
+
+def _send_alerts(soak: SoakSession, record: dict[str, Any]) -> None:
+    """Notify Slack of new and cleared failures; never fails the checkpoint."""
+    if soak.window is None:
+        return
+    variable = soak.target.alerts.slack_webhook_env
+    try:
+        url = webhook_url_from_env(variable, {**soak.target.environment, **os.environ})
+    except WebhookURLError as error:
+        log.error("alerts not sent: %s", error)
+        return
+    notify_checkpoint(soak.window.directory, record, url)
 
 
 def build_record(soak: SoakSession) -> dict[str, Any]:

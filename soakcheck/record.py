@@ -21,7 +21,7 @@ log = logging.getLogger(__name__)
 
 SCHEMA = 1
 RECORD_SUFFIX = ".json"
-NOT_RECORDS = {"window.json", "verdict.json"}
+NOT_RECORDS = {"window.json", "verdict.json", "alerts.json", "monitor.json"}
 
 
 def write_bytes_atomic(path: Path, data: bytes) -> None:

@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from soakcheck.config import Target
-from soakcheck.logscan import LogScan, scan_log
+from soakcheck.logscan import LogScan, reconciliation_patterns, scan_log
 from soakcheck.plugin import SoakSession, soak_session
 from soakcheck.probes import health as health_probe
 from soakcheck.probes.errors import ProbeError
@@ -175,10 +175,12 @@ def log_scans(soak: SoakSession, target: Target) -> dict[str, ProbeResult[LogSca
                 worker_pattern=logs.worker_pattern,
                 custom_pattern=logs.custom_pattern,
                 fallback_interval_s=fallback,
-                extra_patterns={
-                    "reconciliation_start": logs.reconciliation_start,
-                    "reconciliation_done": logs.reconciliation_done,
-                },
+                patterns=reconciliation_patterns(
+                    logs.reconciliation_start, logs.reconciliation_done
+                ),
+                # The first checkpoint of a window starts at the end of the
+                # log: what was logged before the soak began is not its business.
+                from_start=False,
             )
 
         result = attempt("logs", scan)

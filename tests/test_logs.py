@@ -5,8 +5,12 @@ from pathlib import Path
 import pytest
 
 from soakcheck.config import Target
-from soakcheck.logscan import LogScan
+from datetime import datetime
+from typing import Any
+
+from soakcheck.logscan import LogLine, LogScan, check_reconciliation
 from soakcheck.observation import Observation
+from soakcheck.plugin import SoakSession
 from soakcheck.probes.result import ProbeResult
 
 pytestmark = pytest.mark.checklist
@@ -25,6 +29,10 @@ def _notes(scan: LogScan) -> str:
     return "; ".join(scan.events)
 
 
+def _sample(line: LogLine) -> str:
+    return f"{Path(line.path).name}:{line.line}: {line.text}"
+
+
 @pytest.mark.check("logs.errors")
 def test_logs_errors(
     log_file: Path,
@@ -41,7 +49,7 @@ def test_logs_errors(
         subject=f"ERROR records in {Path(scan.path).name} since the last checkpoint",
     )
     observe.detail = _notes(scan)
-    observe.evidence = list(scan.error_samples)
+    observe.evidence = [_sample(line) for line in scan.error_samples]
 
     assert observe.holds(), observe.describe()
 
@@ -62,7 +70,7 @@ def test_logs_critical(
         subject=f"CRITICAL/FATAL records in {Path(scan.path).name}",
     )
     observe.detail = _notes(scan)
-    observe.evidence = list(scan.fatal_samples)
+    observe.evidence = [_sample(line) for line in scan.fatal_samples]
 
     assert observe.holds(), observe.describe()
 
@@ -92,6 +100,7 @@ def test_logs_error_rate(
 @pytest.mark.check("logs.worker_alive")
 def test_logs_worker_alive(
     target: Target,
+    previous: dict[str, Any] | None,
     log_scans: dict[str, ProbeResult[LogScan]],
     observe: Observation,
 ) -> None:
@@ -100,6 +109,8 @@ def test_logs_worker_alive(
     if not pattern or not target.logs.files:
         pytest.skip("no logs.worker_pattern or log files configured")
     scans = [result.require() for result in log_scans.values()]
+    if not (previous or {}).get("state", {}).get("logs"):
+        pytest.skip("first checkpoint of the window: the log baseline was just set")
     seen = [scan for scan in scans if scan.worker_seen]
     observe.record(
         "seen" if seen else "not seen",
@@ -109,5 +120,40 @@ def test_logs_worker_alive(
     )
     if seen:
         observe.detail = f"last: {seen[-1].worker_last_seen}"
+
+    assert observe.holds(), observe.describe()
+
+
+@pytest.mark.check("jobs.reconciliation")
+def test_jobs_reconciliation(
+    target: Target,
+    previous: dict[str, Any] | None,
+    log_scans: dict[str, ProbeResult[LogScan]],
+    soak: SoakSession,
+    observe: Observation,
+) -> None:
+    """The nightly reconciliation ran without errors when its time fell in the interval."""
+    if not target.logs.files:
+        pytest.skip("no log files configured to find the reconciliation in")
+    if previous is None:
+        pytest.skip("first checkpoint of the window: no interval to look back over")
+    since = datetime.fromisoformat(previous["checkpoint"]["started_at"])
+    schedule = target.logs.reconciliation_time
+    evidence = [
+        check_reconciliation(result.require(), since, soak.started_at,
+                             schedule=schedule)
+        for result in log_scans.values()
+    ]
+    if not any(item.due for item in evidence):
+        pytest.skip(evidence[0].reason)
+
+    ran = [item for item in evidence if item.passed]
+    observe.record(
+        "ran cleanly" if ran else "missing or failed",
+        threshold="ran cleanly",
+        operator="==",
+        subject=f"reconciliation scheduled at {schedule} UTC",
+    )
+    observe.detail = "; ".join(item.reason for item in evidence)
 
     assert observe.holds(), observe.describe()
