@@ -285,3 +285,34 @@ def test_verdict_after_checks(shared_stack: Stack, tmp_path: Path) -> None:
     assert completed.returncode == 1
     assert verdict["decision"] == "CONDITIONAL"
     assert "still to come" in completed.stdout
+
+
+def test_incident_snapshot_saved(fresh_stack: Stack, tmp_path: Path) -> None:
+    """A critical failure saves log lines, Redis INFO and queue counts, linked from HTML."""
+    target = fresh_stack.write_target()
+    reports = tmp_path / "reports"
+    fresh_stack.check(target, reports)
+
+    fresh_stack.backend.inject("fatal_log")
+    _, record = fresh_stack.check(target, reports)
+    window = next(reports.iterdir())
+    snapshot = window / record["artifacts"]["incident"]
+    text = snapshot.read_text()
+    page = (window / f"{record['checkpoint']['id']}.html").read_text()
+
+    assert "logs.critical[backend.log]" in text
+    assert '"level":60' in text.replace(" ", "")
+    assert "PING ok" in text
+    assert "redis_version:" in text
+    assert "webhook-processing: waiting" in text
+    assert snapshot.name in page
+
+
+def test_no_snapshot_when_healthy(shared_stack: Stack, tmp_path: Path) -> None:
+    """A checkpoint with no critical failure saves no incident snapshot."""
+    target = shared_stack.write_target()
+
+    _, record = shared_stack.check(target, tmp_path / "reports")
+
+    assert "incident" not in record["artifacts"]
+    assert not list((tmp_path / "reports").glob("*/*.incident.txt"))

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from soakcheck.config import Target
+from soakcheck.locks import exclusive_lock
 from soakcheck.record import free_checkpoint_id
 from soakcheck.window import Slot, Window, current_window, new_window, now_utc
 
@@ -17,6 +18,7 @@ log = logging.getLogger(__name__)
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 CHECKLIST_DIR = PROJECT_ROOT / "tests"
 DEFAULT_REPORTS = PROJECT_ROOT / "reports"
+CHECKPOINT_LOCK = ".checkpoint.lock"
 
 # pytest's own codes above 1 mean the run itself broke, not a check.
 EXIT_OK, EXIT_PRIMARY_FAILED, EXIT_USAGE = 0, 1, 3
@@ -104,8 +106,9 @@ def run_checkpoint(
     )
     # A session of its own keeps a Ctrl-C meant for the monitor away from the
     # running checkpoint, which then finishes and writes its record.
-    completed = subprocess.run(
-        command, cwd=PROJECT_ROOT, check=False, start_new_session=True
-    )
+    with exclusive_lock(plan.window.directory / CHECKPOINT_LOCK, "checkpoint"):
+        completed = subprocess.run(
+            command, cwd=PROJECT_ROOT, check=False, start_new_session=True
+        )
     log.info("checkpoint stop id=%s exit=%d", plan.checkpoint_id, completed.returncode)
     return completed.returncode

@@ -9,8 +9,14 @@ import sys
 from pathlib import Path
 
 from soakcheck import __version__
-from soakcheck.checkpoint import DEFAULT_REPORTS, open_window, plan_checkpoint, run_checkpoint
+from soakcheck.checkpoint import (
+    DEFAULT_REPORTS,
+    open_window,
+    plan_checkpoint,
+    run_checkpoint,
+)
 from soakcheck.config import DEFAULT_TARGET, TargetError, load_target
+from soakcheck.locks import AlreadyRunning
 from soakcheck.verdict import decide
 from soakcheck.verdict_report import write_reports
 from soakcheck.window import Window, list_windows, load_window, new_window
@@ -66,7 +72,11 @@ def command_check(args: argparse.Namespace) -> int:
     else:
         window = open_window(target, reports)
     plan = plan_checkpoint(window, kind=args.kind)
-    code = run_checkpoint(target_path, plan, args.pytest_args)
+    try:
+        code = run_checkpoint(target_path, plan, args.pytest_args)
+    except AlreadyRunning as error:
+        print(f"soakcheck: {error}", file=sys.stderr)
+        return EXIT_USAGE
     if plan.json.exists():
         print(f"report: {plan.html}")
     else:
@@ -111,7 +121,7 @@ def command_window(args: argparse.Namespace) -> int:
 
 
 def command_monitor(args: argparse.Namespace) -> int:
-    from soakcheck.monitor import AlreadyRunning, Monitor, install_signal_handlers
+    from soakcheck.monitor import Monitor, install_signal_handlers
 
     target_path = _target_path(args.target)
     target = load_target(target_path)

@@ -7,14 +7,11 @@ the next slot, and the slots whose time passed with no record are missed.
 
 from __future__ import annotations
 
-import fcntl
 import json
 import logging
-import os
 import signal
 import threading
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -22,6 +19,7 @@ from types import FrameType
 from typing import Any
 
 from soakcheck.checkpoint import CheckpointPlan, run_checkpoint
+from soakcheck.locks import exclusive_lock
 from soakcheck.record import free_checkpoint_id, list_records, write_json_atomic
 from soakcheck.verdict import Verdict, decide
 from soakcheck.verdict_report import write_reports
@@ -31,34 +29,6 @@ log = logging.getLogger(__name__)
 
 MONITOR_LOCK = ".monitor.lock"
 MONITOR_STATE = "monitor.json"
-
-
-class AlreadyRunning(Exception):
-    """Another monitor holds the window's lock."""
-
-
-@contextmanager
-def exclusive_lock(path: Path, what: str) -> Iterator[None]:
-    """Hold an advisory lock on `path`, raising AlreadyRunning when it is taken."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle = open(path, "a+", encoding="utf-8")  # noqa: SIM115 - held until exit
-    try:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            handle.seek(0)
-            owner = handle.read().strip() or "unknown"
-            raise AlreadyRunning(
-                f"another {what} is running on {path.parent.name} (pid {owner}); "
-                f"stop it first or wait for it to finish"
-            ) from None
-        handle.seek(0)
-        handle.truncate()
-        handle.write(str(os.getpid()))
-        handle.flush()
-        yield
-    finally:
-        handle.close()
 
 
 def done_slots(window: Window) -> set[int]:
@@ -153,7 +123,13 @@ class Monitor:
         checkpoint_id = free_checkpoint_id(self.window.directory, slot.id)
         plan = CheckpointPlan(self.window, slot, checkpoint_id, "scheduled")
         print(f"slot {slot.index + 1} of {total}: {slot.label}", flush=True)
-        code = self.run(self.target_path, plan)
+        try:
+            code = self.run(self.target_path, plan)
+        except AlreadyRunning as error:
+            # Another checkpoint (cron, CI) is filling this slot right now.
+            log.warning("checkpoint skipped id=%s: %s", checkpoint_id, error)
+            print(f"slot {slot.label}: skipped, {error}", flush=True)
+            return
         summary = _summary_of(plan.json)
         if summary is None:
             log.error("checkpoint wrote no record id=%s exit=%d", checkpoint_id, code)

@@ -23,6 +23,7 @@ from soakcheck import __version__
 from soakcheck.alerts import WebhookURLError, notify_checkpoint, webhook_url_from_env
 from soakcheck.checklist import spec_for
 from soakcheck.config import DEFAULT_TARGET, Target, TargetError, load_target
+from soakcheck.incident import write_snapshot
 from soakcheck.observation import Observation, with_unit
 from soakcheck.record import SCHEMA, latest_record, write_json_atomic
 from soakcheck.redact import mask_secrets
@@ -291,6 +292,14 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     if path is None:
         return
     record = build_record(soak)
+    snapshot = soak.path_for(".incident.txt")
+    assert snapshot is not None
+    try:
+        if write_snapshot(soak.target, record, snapshot) is not None:
+            record["artifacts"]["incident"] = snapshot.name
+            soak.artifacts["incident"] = snapshot.name
+    except Exception:  # the record matters more than the snapshot
+        log.exception("incident snapshot failed; the record is written without it")
     write_json_atomic(path, record)
     summary = record["summary"]
     log.info(
@@ -414,6 +423,17 @@ class SessionHooks:
 
     def pytest_html_report_title(self, report: Any) -> None:
         _set_title(self.soak, report)
+
+    def pytest_html_results_summary(
+        self, prefix: list[str], summary: list[str], postfix: list[str]
+    ) -> None:
+        incident = self.soak.artifacts.get("incident")
+        if incident:
+            link = html.escape(incident)
+            prefix.append(
+                f'<p><strong>A critical check failed.</strong> Incident snapshot '
+                f'(log lines, Redis INFO, queue counts): <a href="{link}">{link}</a></p>'
+            )
 
 
 def _set_title(soak: SoakSession, report: Any) -> None:

@@ -260,7 +260,7 @@ def queue_stats(target: Target) -> ProbeResult[dict[str, dict[str, int]]] | None
     def fetch() -> dict[str, dict[str, int]]:
         if token is None:
             raise ProbeError(
-                f"queue-stats endpoint needs a bearer token: set {settings.token_env}"
+                f"queue-stats endpoint needs a bearer token; set {settings.token_env}"
             )
         try:
             response = httpx.get(
