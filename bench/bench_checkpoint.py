@@ -53,12 +53,15 @@ def main() -> int:
 
     with tempfile.TemporaryDirectory(prefix="soakcheck-bench-") as folder:
         workdir = Path(folder)
-        with RedisServer() as redis, ReferenceBackend(
-            redis_url=redis.url,
-            log_file=workdir / "backend.log",
-            heartbeat_seconds=1,
-            env=secrets_env(),
-        ) as backend:
+        with (
+            RedisServer() as redis,
+            ReferenceBackend(
+                redis_url=redis.url,
+                log_file=workdir / "backend.log",
+                heartbeat_seconds=1,
+                env=secrets_env(),
+            ) as backend,
+        ):
             stack = Stack(redis, backend, workdir)
             target = stack.write_target()
             reports = workdir / "reports"
@@ -68,16 +71,33 @@ def main() -> int:
                 [python, "-c", "import soakcheck.plugin, tests.conftest"], env
             )
             collect, _ = timed(
-                [python, "-m", "pytest", "--co", "-q", "tests",
-                 f"--target={target}", "-p", "no:cacheprovider"],
+                [
+                    python,
+                    "-m",
+                    "pytest",
+                    "--co",
+                    "-q",
+                    "tests",
+                    f"--target={target}",
+                    "-p",
+                    "no:cacheprovider",
+                ],
                 env,
             )
 
             walls, sessions = [], []
             for _ in range(args.runs):
                 wall, code = timed(
-                    [python, "-m", "soakcheck", "check", "--target", str(target),
-                     "--reports", str(reports)],
+                    [
+                        python,
+                        "-m",
+                        "soakcheck",
+                        "check",
+                        "--target",
+                        str(target),
+                        "--reports",
+                        str(reports),
+                    ],
                     env,
                 )
                 newest = max(
@@ -87,9 +107,11 @@ def main() -> int:
                 record = json.loads(newest.read_text())
                 walls.append(wall)
                 sessions.append(record["checkpoint"]["duration_s"])
-                print(f"checkpoint {record['checkpoint']['id']}: wall {wall:.2f} s, "
-                      f"session {sessions[-1]:.2f} s, exit {code}, "
-                      f"{record['summary']['passed']} passed")
+                print(
+                    f"checkpoint {record['checkpoint']['id']}: wall {wall:.2f} s, "
+                    f"session {sessions[-1]:.2f} s, exit {code}, "
+                    f"{record['summary']['passed']} passed"
+                )
             peak = child_peak_rss_mb()
 
     print()
@@ -98,9 +120,13 @@ def main() -> int:
     print(f"| python start (`python -c pass`) | {bare:.2f} |")
     print(f"| import soakcheck plugin and probes | {imports:.2f} |")
     print(f"| pytest collection of the checklist | {collect:.2f} |")
-    print(f"| checkpoint wall, median of {args.runs} | {statistics.median(walls):.2f} |")
+    print(
+        f"| checkpoint wall, median of {args.runs} | {statistics.median(walls):.2f} |"
+    )
     print(f"| checkpoint wall, max | {max(walls):.2f} |")
-    print(f"| inside the checklist session, median | {statistics.median(sessions):.2f} |")
+    print(
+        f"| inside the checklist session, median | {statistics.median(sessions):.2f} |"
+    )
     print(f"\npeak RSS of a checkpoint process: {peak:.0f} MB")
     return 0
 

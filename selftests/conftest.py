@@ -12,13 +12,16 @@ from soakcheck.services import RedisServer, ReferenceBackend
 
 
 def _start_stack(workdir: Path) -> Iterator[Stack]:
-    with RedisServer() as redis, ReferenceBackend(
-        redis_url=redis.url,
-        log_file=workdir / "backend.log",
-        allow_faults=True,
-        heartbeat_seconds=0.5,
-        env=secrets_env(),
-    ) as backend:
+    with (
+        RedisServer() as redis,
+        ReferenceBackend(
+            redis_url=redis.url,
+            log_file=workdir / "backend.log",
+            allow_faults=True,
+            heartbeat_seconds=0.5,
+            env=secrets_env(),
+        ) as backend,
+    ):
         yield Stack(redis, backend, workdir)
 
 

@@ -50,7 +50,10 @@ allowed = {p0_allowed}
 
 
 def secrets_env() -> dict[str, str]:
-    return {"MONITORING_TOKEN": MONITORING_TOKEN, "STRIPE_WEBHOOK_SECRET": STRIPE_SECRET}
+    return {
+        "MONITORING_TOKEN": MONITORING_TOKEN,
+        "STRIPE_WEBHOOK_SECRET": STRIPE_SECRET,
+    }
 
 
 @dataclass
@@ -84,11 +87,15 @@ class Stack:
         self, target: Path, reports: Path, *extra: str
     ) -> tuple[subprocess.CompletedProcess[str], dict[str, Any] | None]:
         """Run `python -m soakcheck check` and return the newest record."""
-        completed = run_soakcheck("check", "--target", str(target), "--reports",
-                                  str(reports), *extra)
+        completed = run_soakcheck(
+            "check", "--target", str(target), "--reports", str(reports), *extra
+        )
         records = sorted(
-            (p for p in reports.glob("*/*.json") if p.name not in ("window.json",
-                                                                    "verdict.json")),
+            (
+                p
+                for p in reports.glob("*/*.json")
+                if p.name not in ("window.json", "verdict.json")
+            ),
             key=lambda p: p.stat().st_mtime,
         )
         record = json.loads(records[-1].read_text()) if records else None

@@ -21,7 +21,7 @@ FIRST_CHECKPOINT_SKIPS = {
 
 
 def test_healthy_all_pass(shared_stack: Stack, tmp_path: Path) -> None:
-    """Against a healthy backend every check passes, and the second run compares uptime."""
+    """Against a healthy backend every check passes, uptime included at run two."""
     target = shared_stack.write_target()
     reports = tmp_path / "reports"
 
@@ -83,11 +83,9 @@ def test_summary_line_printed(shared_stack: Stack, tmp_path: Path) -> None:
 
 
 def test_backend_down_reported(shared_stack: Stack, tmp_path: Path) -> None:
-    """With nothing listening, health checks fail naming the URL and the report is written."""
+    """With no backend, health checks fail naming the URL; the report is written."""
     port = free_port()
-    target = shared_stack.write_target(
-        base_url=f"http://127.0.0.1:{port}", port=port
-    )
+    target = shared_stack.write_target(base_url=f"http://127.0.0.1:{port}", port=port)
 
     completed, record = shared_stack.check(target, tmp_path / "reports")
     status = next(r for r in record["results"] if r["check"] == "health.status")
@@ -101,7 +99,7 @@ def test_backend_down_reported(shared_stack: Stack, tmp_path: Path) -> None:
 
 
 def test_redis_down_reported(shared_stack: Stack, tmp_path: Path) -> None:
-    """With Redis unreachable, Redis and queue checks fail with the reason; health still runs."""
+    """With Redis down, Redis and queue checks fail with the reason, health passes."""
     port = free_port()
     target = shared_stack.write_target(redis_url=f"redis://127.0.0.1:{port}/0")
 
@@ -121,8 +119,9 @@ def test_invalid_target_stops(tmp_path: Path) -> None:
     target = tmp_path / "bad.toml"
     target.write_text('name = "bad"\n[backend]\nbase_url = "nope"\n')
 
-    completed = run_soakcheck("check", "--target", str(target), "--reports",
-                              str(tmp_path / "reports"))
+    completed = run_soakcheck(
+        "check", "--target", str(target), "--reports", str(tmp_path / "reports")
+    )
 
     assert completed.returncode == 3
     assert "backend.base_url" in completed.stderr
@@ -243,7 +242,7 @@ def test_exit_code_follows_primary(shared_stack: Stack, tmp_path: Path) -> None:
 def test_fault_breaks_its_checks(
     fresh_stack: Stack, tmp_path: Path, fault: str, params: dict, expected: dict
 ) -> None:
-    """Each injected fault fails exactly the checks it should, with the right severity."""
+    """Each injected fault fails exactly its checks, with the right severity."""
     target = fresh_stack.write_target()
     reports = tmp_path / "reports"
     fresh_stack.check(target, reports)
@@ -278,8 +277,9 @@ def test_verdict_after_checks(shared_stack: Stack, tmp_path: Path) -> None:
     reports = tmp_path / "reports"
     shared_stack.check(target, reports)
 
-    completed = run_soakcheck("verdict", "--target", str(target), "--reports",
-                              str(reports))
+    completed = run_soakcheck(
+        "verdict", "--target", str(target), "--reports", str(reports)
+    )
     verdict = json.loads(next(reports.glob("*/verdict.json")).read_text())
 
     assert completed.returncode == 1
@@ -288,7 +288,7 @@ def test_verdict_after_checks(shared_stack: Stack, tmp_path: Path) -> None:
 
 
 def test_incident_snapshot_saved(fresh_stack: Stack, tmp_path: Path) -> None:
-    """A critical failure saves log lines, Redis INFO and queue counts, linked from HTML."""
+    """A critical failure saves log lines, Redis INFO and queue counts, linked."""
     target = fresh_stack.write_target()
     reports = tmp_path / "reports"
     fresh_stack.check(target, reports)

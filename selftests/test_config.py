@@ -85,7 +85,7 @@ def test_missing_file_says_how() -> None:
 
 
 def test_env_file_supplies_secrets(tmp_path: Path, monkeypatch) -> None:
-    """A secret comes from the .env file named by env_file when not in the environment."""
+    """A secret missing from the environment comes from the env_file."""
     monkeypatch.delenv("SOAK_TEST_TOKEN", raising=False)
     (tmp_path / "soak.env").write_text("SOAK_TEST_TOKEN=from-file\n")
     (tmp_path / "t.toml").write_text('name = "t"\nenv_file = "soak.env"\n')

@@ -26,7 +26,12 @@ def test_short_window_uses_seconds(tmp_path: Path) -> None:
     window = new_window(tmp_path, "demo", 20, 4, start=START)
 
     assert [s.id for s in window.slots()] == [
-        "sec-00", "sec-04", "sec-08", "sec-12", "sec-16", "sec-20"
+        "sec-00",
+        "sec-04",
+        "sec-08",
+        "sec-12",
+        "sec-16",
+        "sec-20",
     ]
 
 

@@ -66,7 +66,9 @@ def plan_checkpoint(window: Window, kind: str = "scheduled") -> CheckpointPlan:
     """Choose the slot nearest to now and a free checkpoint id for it."""
     slot = window.slot_at(now_utc())
     base = slot.id if kind == "scheduled" else f"p0-{slot.id}"
-    return CheckpointPlan(window, slot, free_checkpoint_id(window.directory, base), kind)
+    return CheckpointPlan(
+        window, slot, free_checkpoint_id(window.directory, base), kind
+    )
 
 
 def pytest_arguments(
@@ -97,7 +99,12 @@ def run_checkpoint(
     target_path: Path, plan: CheckpointPlan, extra: list[str] | None = None
 ) -> int:
     """Run the checklist in its own pytest process and return its exit code."""
-    command = [sys.executable, "-m", "pytest", *pytest_arguments(target_path, plan, extra)]
+    command = [
+        sys.executable,
+        "-m",
+        "pytest",
+        *pytest_arguments(target_path, plan, extra),
+    ]
     log.info(
         "checkpoint start id=%s window=%s slot=%s",
         plan.checkpoint_id,

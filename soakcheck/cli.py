@@ -111,12 +111,16 @@ def command_window(args: argparse.Namespace) -> int:
         window = new_window(
             reports, target.name, length, interval, policy=target.window_policy()
         )
-        print(f"started window {window.id}: {window.slot_count} slots, "
-              f"ends {window.end.isoformat(timespec='seconds')}")
+        print(
+            f"started window {window.id}: {window.slot_count} slots, "
+            f"ends {window.end.isoformat(timespec='seconds')}"
+        )
         return 0
     for window in list_windows(reports, None if args.all else target.name):
-        print(f"{window.id}  start {window.start.isoformat(timespec='seconds')}  "
-              f"{window.slot_count} slots every {window.interval_s:g} s")
+        print(
+            f"{window.id}  start {window.start.isoformat(timespec='seconds')}  "
+            f"{window.slot_count} slots every {window.interval_s:g} s"
+        )
     return 0
 
 
@@ -223,14 +227,20 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
 
     def common(sub: argparse.ArgumentParser) -> None:
-        sub.add_argument("--target", help=f"target TOML file (default {DEFAULT_TARGET})")
+        sub.add_argument(
+            "--target", help=f"target TOML file (default {DEFAULT_TARGET})"
+        )
         sub.add_argument("--reports", help="reports folder (default reports/)")
 
     check = commands.add_parser("check", help="run one checkpoint of the window")
     common(check)
     check.add_argument("--window", help="window id (default: the open window)")
-    check.add_argument("--kind", choices=("scheduled", "p0"), default="scheduled",
-                       help=argparse.SUPPRESS)
+    check.add_argument(
+        "--kind",
+        choices=("scheduled", "p0"),
+        default="scheduled",
+        help=argparse.SUPPRESS,
+    )
     check.add_argument("pytest_args", nargs="*", help="extra pytest arguments")
     check.set_defaults(handler=command_check)
 
@@ -260,11 +270,16 @@ def build_parser() -> argparse.ArgumentParser:
     p0.set_defaults(handler=command_p0)
 
     demo = commands.add_parser("demo", help="compressed window on a bundled backend")
-    demo.add_argument("--scenario", default="healthy",
-                      help="healthy, leak, crash, failed-jobs, error-logs, fatal-log, "
-                      "stalled-job, slow-health, service-down")
+    demo.add_argument(
+        "--scenario",
+        default="healthy",
+        help="healthy, leak, crash, failed-jobs, error-logs, fatal-log, "
+        "stalled-job, slow-health, service-down",
+    )
     demo.add_argument("--reports", help="reports folder (default reports/)")
-    demo.add_argument("--slots", type=int, default=4, help="checkpoints after the first")
+    demo.add_argument(
+        "--slots", type=int, default=4, help="checkpoints after the first"
+    )
     demo.add_argument("--interval", type=float, default=4.0, help="seconds between")
     demo.add_argument(
         "--no-p0", action="store_true", help="skip the P0 tests (ends CONDITIONAL)"

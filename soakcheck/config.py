@@ -172,7 +172,9 @@ class LogsConfig(_Section):
             try:
                 re.compile(value)
             except re.error as error:
-                raise ValueError(f"invalid regular expression {value!r}: {error}")
+                raise ValueError(
+                    f"invalid regular expression {value!r}: {error}"
+                ) from None
         return value
 
     @field_validator("reconciliation_time")

@@ -136,12 +136,15 @@ def run_demo(
     os.environ.setdefault("STRIPE_WEBHOOK_SECRET", "whsec_" + secrets.token_hex(24))
 
     print(f"demo scenario {scenario}: {chosen.description}")
-    with RedisServer() as redis, ReferenceBackend(
-        redis_url=redis.url,
-        log_file=workdir / "backend.log",
-        allow_faults=True,
-        heartbeat_seconds=1,
-    ) as backend:
+    with (
+        RedisServer() as redis,
+        ReferenceBackend(
+            redis_url=redis.url,
+            log_file=workdir / "backend.log",
+            allow_faults=True,
+            heartbeat_seconds=1,
+        ) as backend,
+    ):
         print(f"started Redis at {redis.url} and the backend at {backend.base_url}")
         target_path = workdir / "demo.toml"
         target_path.write_text(
@@ -163,8 +166,10 @@ def run_demo(
             target.window.interval,
             policy=target.window_policy(),
         )
-        print(f"window {window.id}: {window.slot_count} checkpoints "
-              f"{interval_s:g} s apart")
+        print(
+            f"window {window.id}: {window.slot_count} checkpoints "
+            f"{interval_s:g} s apart"
+        )
 
         def inject(slot: Slot) -> None:
             if slot.index == 1 and chosen.fault:
@@ -191,8 +196,9 @@ def run_demo(
     if verdict is None:
         print("demo stopped before the window ended; no verdict")
         return 130
-    print(f"\nverdict: {verdict.decision} (scenario {scenario} expects "
-          f"{chosen.expected})")
+    print(
+        f"\nverdict: {verdict.decision} (scenario {scenario} expects {chosen.expected})"
+    )
     for reason in verdict.reasons:
         print(f"  {reason.decision:11} {reason.text}")
     print(f"reports: {window.directory}/ (verdict: {window.directory}/verdict.html)")

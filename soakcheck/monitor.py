@@ -19,7 +19,7 @@ from types import FrameType
 from typing import Any
 
 from soakcheck.checkpoint import CheckpointPlan, run_checkpoint
-from soakcheck.locks import exclusive_lock
+from soakcheck.locks import AlreadyRunning, exclusive_lock
 from soakcheck.record import free_checkpoint_id, list_records, write_json_atomic
 from soakcheck.verdict import Verdict, decide
 from soakcheck.verdict_report import write_reports
@@ -92,7 +92,9 @@ class Monitor:
                 if not self._wait_until(slot):
                     log.info("monitor stop window=%s (signal)", self.window.id)
                     return None
-                if self.clock() > slot.due + timedelta(seconds=self.window.interval_s / 2):
+                if self.clock() > slot.due + timedelta(
+                    seconds=self.window.interval_s / 2
+                ):
                     self._note_missed(slot)
                     continue
                 if self.before_slot is not None:
@@ -106,15 +108,19 @@ class Monitor:
                 self.before_verdict()
             verdict = decide(self.window)
             write_reports(verdict, self.window.directory)
-            log.info("monitor done window=%s verdict=%s", self.window.id,
-                     verdict.decision)
+            log.info(
+                "monitor done window=%s verdict=%s", self.window.id, verdict.decision
+            )
             return verdict
 
     def _wait_until(self, slot: Slot) -> bool:
         delay = (slot.due - self.clock()).total_seconds()
         if delay > 0:
-            print(f"next: {slot.label} at {slot.due:%Y-%m-%d %H:%M:%S} UTC "
-                  f"(in {delay:.0f} s)", flush=True)
+            print(
+                f"next: {slot.label} at {slot.due:%Y-%m-%d %H:%M:%S} UTC "
+                f"(in {delay:.0f} s)",
+                flush=True,
+            )
             if self.stop_requested.wait(delay):
                 return False
         return not self.stop_requested.is_set()

@@ -238,7 +238,9 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):
         report.extras = [*getattr(report, "extras", []), extras.text(text, "evidence")]
 
 
-def _result_of(report: pytest.TestReport, observation: dict[str, Any]) -> dict[str, Any]:
+def _result_of(
+    report: pytest.TestReport, observation: dict[str, Any]
+) -> dict[str, Any]:
     outcome = report.outcome
     if report.when == "setup" and report.failed:
         outcome = "failed"
@@ -431,8 +433,9 @@ class SessionHooks:
         if incident:
             link = html.escape(incident)
             prefix.append(
-                f'<p><strong>A critical check failed.</strong> Incident snapshot '
-                f'(log lines, Redis INFO, queue counts): <a href="{link}">{link}</a></p>'
+                "<p><strong>A critical check failed.</strong> Incident snapshot "
+                f'(log lines, Redis INFO, queue counts): <a href="{link}">{link}</a>'
+                "</p>"
             )
 
 
@@ -469,5 +472,3 @@ def pytest_html_results_table_row(report: pytest.TestReport, cells: list[str]) -
     cells.insert(2, f"<td>{html.escape(measured)}</td>")
     cells.insert(3, f"<td>{html.escape(threshold)}</td>")
     cells.insert(4, f'<td class="col-severity">{html.escape(severity)}</td>')
-
-

@@ -59,7 +59,7 @@ def read_record(path: Path) -> dict[str, Any] | None:
 
 def list_records(window_dir: Path) -> list[dict[str, Any]]:
     """Return a window's readable records in the order they finished."""
-    records = []
+    records: list[dict[str, Any]] = []
     if not window_dir.is_dir():
         return records
     for path in window_dir.glob(f"*{RECORD_SUFFIX}"):

@@ -485,7 +485,7 @@ class _Collector:
                 self.up += run.kind == "scheduled"
 
     def _p0_result(self, run: _Run, result: dict[str, Any]) -> None:
-        """Keep the newest P0 run per family; a family passes only if all members did."""
+        """Keep the newest P0 run per family, failed if any of its tests failed."""
         family = family_of(result["check"])
         known = self.p0_times.get(family)
         if known is not None and known > run.finished:

@@ -13,9 +13,9 @@ import json
 import logging
 import math
 from dataclasses import asdict, dataclass, field
-from typing import Any
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 from soakcheck.record import write_json_atomic
 
@@ -62,7 +62,9 @@ class Window:
         elapsed = round(index * self.interval_s / unit_s)
         width = len(str(round(self.length_s / unit_s)))
         due = self.start + timedelta(seconds=index * self.interval_s)
-        return Slot(index, f"{short}-{elapsed:0{width}d}", f"{unit_name} {elapsed}", due)
+        return Slot(
+            index, f"{short}-{elapsed:0{width}d}", f"{unit_name} {elapsed}", due
+        )
 
     def slot_at(self, moment: datetime) -> Slot:
         """Return the slot nearest to a moment, clamped to the window."""
@@ -112,7 +114,12 @@ def new_window(
     start = (start or now_utc()).replace(microsecond=0)
     window_id = f"{target}-{start:%Y%m%d-%H%M%S}"
     window = Window(
-        window_id, target, start, length_s, interval_s, reports / window_id,
+        window_id,
+        target,
+        start,
+        length_s,
+        interval_s,
+        reports / window_id,
         dict(policy or {}),
     )
     suffix = 2
@@ -121,8 +128,12 @@ def new_window(
         window.directory = reports / window.id
         suffix += 1
     window.save()
-    log.info("window started id=%s length_s=%g interval_s=%g", window.id, length_s,
-             interval_s)
+    log.info(
+        "window started id=%s length_s=%g interval_s=%g",
+        window.id,
+        length_s,
+        interval_s,
+    )
     return window
 
 
@@ -146,7 +157,7 @@ def load_window(directory: Path) -> Window:
 
 def list_windows(reports: Path, target: str | None = None) -> list[Window]:
     """Return the windows under `reports`, oldest first."""
-    windows = []
+    windows: list[Window] = []
     if not reports.is_dir():
         return windows
     for path in sorted(reports.iterdir()):

@@ -145,8 +145,7 @@ def backend_memory(
             facts = health.require() if health.error is None else None
             if facts is None or facts.memory_bytes is None:
                 raise ProbeError(
-                    f"health answer has no memory value at "
-                    f"{process.memory_json_path!r}"
+                    f"health answer has no memory value at {process.memory_json_path!r}"
                 )
             memory = ProcessMemory(int(facts.memory_bytes), "health JSON")
         return memory

@@ -1,13 +1,12 @@
 """Log files: errors since the last checkpoint, fatal lines, hourly rate, worker."""
 
+from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from soakcheck.config import Target
-from datetime import datetime
-from typing import Any
-
 from soakcheck.logscan import LogLine, LogScan, check_reconciliation
 from soakcheck.observation import Observation
 from soakcheck.plugin import SoakSession
@@ -132,7 +131,7 @@ def test_jobs_reconciliation(
     soak: SoakSession,
     observe: Observation,
 ) -> None:
-    """The nightly reconciliation ran without errors when its time fell in the interval."""
+    """The nightly reconciliation, when due, ran without errors."""
     if not target.logs.files:
         pytest.skip("no log files configured to find the reconciliation in")
     if previous is None:
@@ -140,8 +139,9 @@ def test_jobs_reconciliation(
     since = datetime.fromisoformat(previous["checkpoint"]["started_at"])
     schedule = target.logs.reconciliation_time
     evidence = [
-        check_reconciliation(result.require(), since, soak.started_at,
-                             schedule=schedule)
+        check_reconciliation(
+            result.require(), since, soak.started_at, schedule=schedule
+        )
         for result in log_scans.values()
     ]
     if not any(item.due for item in evidence):

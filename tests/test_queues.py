@@ -31,7 +31,8 @@ def test_queues_failed(
     )
     observe.detail = f"{state.counts.get('failed', 0)} failed in all"
     observe.evidence = [
-        f"job {sample.job_id}: {sample.failed_reason}" for sample in state.failed_samples
+        f"job {sample.job_id}: {sample.failed_reason}"
+        for sample in state.failed_samples
     ]
 
     assert observe.holds(), observe.describe()
@@ -47,13 +48,16 @@ def test_queues_stalled(
     """No active job of the queue lost its lock or ran past the time limit."""
     state = _state(queue_states, queue)
     problems = []
-    problems += [f"job {job_id} active without lock" for job_id in state.lockless_active]
+    problems += [
+        f"job {job_id} active without lock" for job_id in state.lockless_active
+    ]
     problems += [
         f"job {job.job_id} active for {job.age_s / 60:.1f} min"
         for job in state.long_running
     ]
     problems += [
-        f"job {job_id} stalled counter raised" for job_id in state.stalled_counter_raised
+        f"job {job_id} stalled counter raised"
+        for job_id in state.stalled_counter_raised
     ]
     if state.stalled_failures_in_window:
         problems.append(

@@ -143,18 +143,21 @@ def read_process_memory(
         return ProcessMemory(rss, f"pid file {pid_file} (pid {pid})", pids)
 
     if port is not None:
-        pid = find_by_port(port)
-        if pid is None:
+        listener = find_by_port(port)
+        if listener is None:
             raise ProbeError(f"no process is listening on port {port}")
-        rss, pids = tree_rss(pid)
-        return ProcessMemory(rss, f"process listening on port {port} (pid {pid})", pids)
+        rss, pids = tree_rss(listener)
+        source = f"process listening on port {port} (pid {listener})"
+        return ProcessMemory(rss, source, pids)
 
     if cmdline_pattern:
-        pid = find_by_pattern(cmdline_pattern)
-        if pid is None:
+        match = find_by_pattern(cmdline_pattern)
+        if match is None:
             raise ProbeError(f"no process command line matches {cmdline_pattern!r}")
-        rss, pids = tree_rss(pid)
-        return ProcessMemory(rss, f"command line /{cmdline_pattern}/ (pid {pid})", pids)
+        rss, pids = tree_rss(match)
+        return ProcessMemory(
+            rss, f"command line /{cmdline_pattern}/ (pid {match})", pids
+        )
 
     if metrics_url:
         rss = read_metrics(metrics_url, timeout_s)
