@@ -1,0 +1,448 @@
+"""Self-tests of log classification and of the evidence a scan returns."""
+
+from __future__ import annotations
+
+import json
+import random
+import shutil
+from collections import Counter
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from soakcheck.logscan import (
+    LineClassifier,
+    LineKind,
+    LogScan,
+    check_reconciliation,
+    classify_lines,
+    reconciliation_patterns,
+    scan_log,
+    tail_lines,
+)
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "logs"
+EXPECTED_FILES = sorted(FIXTURES.glob("*.expected.json"))
+NOW = datetime(2026, 12, 4, 12, 30, tzinfo=UTC)
+
+
+def sample_id(path: Path) -> str:
+    return path.name.split(".")[0]
+
+
+def expected_of(expected_file: Path) -> dict:
+    return json.loads(expected_file.read_text())
+
+
+def scan_whole(tmp_path: Path, expected_file: Path) -> tuple[LogScan, LogScan | None]:
+    """Scan a copy of a sample, and again after adding a missing last newline."""
+    copy = tmp_path / expected_file.name.replace(".expected.json", ".log")
+    shutil.copyfile(FIXTURES / copy.name, copy)
+    first = scan_log(copy, None, now=NOW)
+    if copy.read_bytes().endswith(b"\n"):
+        return first, None
+
+    with open(copy, "ab") as file:
+        file.write(b"\n")
+    return first, scan_log(copy, first.state, now=NOW)
+
+
+def line_class(found) -> str:
+    if found.kind is LineKind.CONTINUATION:
+        return "cont"
+    if found.kind is LineKind.BLANK:
+        return "blank"
+    return found.level.value
+
+
+def write_lines(path: Path, lines: list[str]) -> Path:
+    path.write_text("".join(line + "\n" for line in lines))
+    return path
+
+
+# The samples and their expected counts ---------------------------------------
+
+
+@pytest.mark.parametrize("expected_file", EXPECTED_FILES, ids=sample_id)
+def test_sample_counts_match_expected(tmp_path: Path, expected_file: Path) -> None:
+    """A scan counts the records of each level that the expected file lists."""
+    expected = expected_of(expected_file)
+
+    first, completed = scan_whole(tmp_path, expected_file)
+    scans = [first] + ([completed] if completed else [])
+
+    assert sum(s.records for s in scans) == expected["records"]
+    assert sum(s.error_records for s in scans) == expected["error_records"]
+    assert sum(s.fatal_records for s in scans) == expected["fatal_or_critical_records"]
+    assert sum(s.warn_records for s in scans) == expected["warn_records"]
+
+
+@pytest.mark.parametrize("expected_file", EXPECTED_FILES, ids=sample_id)
+def test_sample_error_and_fatal_lines(tmp_path: Path, expected_file: Path) -> None:
+    """A scan finds error and fatal records at the expected line numbers."""
+    expected = expected_of(expected_file)
+
+    first, completed = scan_whole(tmp_path, expected_file)
+    scans = [first] + ([completed] if completed else [])
+    error_lines = [ref.line for s in scans for ref in s.error_lines]
+    fatal_lines = [ref.line for s in scans for ref in s.fatal_lines]
+
+    assert error_lines == expected["error_record_lines"]
+    assert fatal_lines == expected["fatal_record_lines"]
+
+
+@pytest.mark.parametrize("expected_file", EXPECTED_FILES, ids=sample_id)
+def test_sample_line_classes(expected_file: Path) -> None:
+    """Each physical line of a sample gets the class its expected file gives it."""
+    expected = expected_of(expected_file)
+    lines = (FIXTURES / expected["file"]).read_bytes().split(b"\n")
+    if lines[-1] == b"":
+        lines.pop()
+
+    got = [line_class(found) for _, found in classify_lines(lines)]
+    want = [entry["class"] for entry in expected["per_line"]]
+
+    assert got == want
+
+
+def test_partial_last_line_waits_for_newline(tmp_path: Path) -> None:
+    """A last line without its newline is counted once, after the newline comes."""
+    expected_file = FIXTURES / "01_pino_api_service.expected.json"
+
+    first, completed = scan_whole(tmp_path, expected_file)
+
+    assert first.error_records == 7
+    assert completed is not None
+    assert [ref.line for ref in completed.error_lines] == [28]
+
+
+def test_block_scan_agrees_with_line_rules(tmp_path: Path) -> None:
+    """The block scanner counts shuffled sample lines as the line-by-line rules do."""
+    lines: list[bytes] = []
+    for log in sorted(FIXTURES.glob("*.log")):
+        lines.extend(log.read_bytes().replace(b"\r\n", b"\n").split(b"\n"))
+    random.Random(5).shuffle(lines)
+    path = tmp_path / "mixed.log"
+    path.write_bytes(b"\n".join(lines * 3) + b"\n")
+    reference = Counter(
+        found.level.value if found.kind is LineKind.RECORD else found.kind.value
+        for _, found in classify_lines(path.read_bytes().split(b"\n")[:-1])
+    )
+
+    # Small blocks put many lines across block boundaries.
+    scan = scan_log(path, None, block_size=4096, worker_pattern=None)
+
+    assert scan.error_records == reference["error"]
+    assert scan.fatal_records == reference["fatal"]
+    assert scan.warn_records == reference["warn"]
+    assert (
+        scan.records
+        == reference.total() - reference["continuation"] - reference["blank"]
+    )
+
+
+# Traps ------------------------------------------------------------------------
+
+
+def test_lines_that_mention_error_are_not_errors(tmp_path: Path) -> None:
+    """Info lines that only mention errors ("0 errors") are not error records."""
+    path = write_lines(
+        tmp_path / "app.log",
+        [
+            "2026-12-04T10:00:00.000Z INFO  Processed 1500 records, 0 errors",
+            "2026-12-04T10:00:01.000Z INFO  sync finished: errorCount=0",
+            "2026-12-04T10:00:02.000Z INFO  retrying after error budget check",
+            '{"level":30,"time":1796378400000,"errors":[],"msg":"0 errors"}',
+            '{"level":"info","message":"No ERROR found in last 24h"}',
+        ],
+    )
+
+    scan = scan_log(path, None)
+
+    assert scan.records == 5
+    assert scan.error_records == 0
+
+
+def test_stack_trace_is_one_error_record(tmp_path: Path) -> None:
+    """An ERROR line with its error header and stack frames is one record."""
+    path = write_lines(
+        tmp_path / "app.log",
+        [
+            "[Nest] 1  - 12/04/2026, 10:00:02 AM   ERROR [ExceptionsHandler] boom",
+            "Error: boom",
+            "    at handler (/app/dist/api.js:41:9)",
+            "    at process.processTicksAndRejections (node:internal/process:95:5)",
+            "",
+            "2026-12-04T10:00:03.000Z INFO  next request",
+        ],
+    )
+
+    scan = scan_log(path, None)
+
+    assert scan.records == 2
+    assert scan.error_records == 1
+
+
+def test_ansi_colour_codes_are_ignored(tmp_path: Path) -> None:
+    """Raw ESC colour codes and JSON-escaped ones do not hide the level."""
+    path = write_lines(
+        tmp_path / "app.log",
+        [
+            "\x1b[31merror\x1b[39m: Database connection lost",
+            '{"message":"rejected","level":"\\u001b[31merror\\u001b[39m"}',
+            "\x1b[32minfo\x1b[39m: Server started",
+        ],
+    )
+
+    scan = scan_log(path, None)
+
+    assert scan.error_records == 2
+    assert scan.records == 3
+
+
+def test_invalid_bytes_do_not_stop_the_scan(tmp_path: Path) -> None:
+    """Invalid UTF-8, a BOM and CRLF line ends leave later lines counted."""
+    path = tmp_path / "app.log"
+    path.write_bytes(
+        b"\xef\xbb\xbfINFO start\r\n"
+        b"INFO caf\xe9 \xff\xfe\xc3\x28\r\n"
+        b"ERROR payment failed \xe2\x82\r\n"
+    )
+
+    scan = scan_log(path, None)
+
+    assert scan.records == 3
+    assert [ref.line for ref in scan.error_lines] == [3]
+
+
+def test_multi_megabyte_line_is_read_through(tmp_path: Path) -> None:
+    """A 5 MB line spanning many blocks is one record, and later lines count."""
+    big = '{"level":50,"time":1796378400000,"msg":"' + "x" * (5 * 1024 * 1024) + '"}'
+    path = write_lines(tmp_path / "app.log", [big, "ERROR after the big line"])
+
+    scan = scan_log(path, None, block_size=64 * 1024)
+
+    assert scan.records == 2
+    assert scan.error_records == 2
+    assert scan.error_samples[0].text.endswith("more characters]")
+
+
+def test_custom_pattern_finds_other_levels(tmp_path: Path) -> None:
+    """A custom pattern gives a level to logfmt lines the built-in rules miss."""
+    path = write_lines(
+        tmp_path / "app.log",
+        ["ts=2026-12-04T10:00:00Z level=error msg=timeout", "ts=x level=info msg=ok"],
+    )
+
+    plain = scan_log(path, None)
+    custom = scan_log(path, None, custom_pattern=r"\blevel=(?P<level>\w+)")
+
+    assert plain.error_records == 0
+    assert custom.error_records == 1
+
+
+def test_custom_pattern_without_level_group_is_rejected() -> None:
+    """A custom pattern without a group named `level` raises with the fix."""
+    with pytest.raises(ValueError, match=r"\(\?P<level>"):
+        LineClassifier(r"level=(\w+)")
+
+
+# Evidence ---------------------------------------------------------------------
+
+
+def test_errors_per_hour_use_line_timestamps(tmp_path: Path) -> None:
+    """Errors count in the hour of their own timestamp, else in the hour of `now`."""
+    path = write_lines(
+        tmp_path / "app.log",
+        [
+            '{"level":50,"time":1796355000000,"msg":"a"}',
+            "2026-12-04T03:40:00.000Z ERROR b",
+            "2026-12-04 05:10:00 ERROR c",
+            "ERROR without a timestamp",
+        ],
+    )
+
+    scan = scan_log(path, None, now=NOW)
+
+    assert scan.errors_per_hour == {
+        "2026-12-04T03:00:00+00:00": 2,
+        "2026-12-04T05:00:00+00:00": 1,
+        "2026-12-04T12:00:00+00:00": 1,
+    }
+    assert scan.max_errors_in_an_hour == 2
+    assert scan.errors_without_timestamp == 1
+
+
+def test_samples_are_masked_and_cut(tmp_path: Path) -> None:
+    """Error samples mask secrets and cut long lines with a visible marker."""
+    line = "ERROR upstream rejected Authorization: Bearer eyJabc.def.ghi " + "y" * 400
+    path = write_lines(tmp_path / "app.log", [line])
+
+    scan = scan_log(path, None)
+    text = scan.error_samples[0].text
+
+    assert "eyJabc" not in text
+    assert "Bearer ***" in text
+    assert "[cut, " in text
+
+
+def test_sample_limit_bounds_samples(tmp_path: Path) -> None:
+    """No more samples are kept than `sample_limit`, while every error is counted."""
+    path = write_lines(tmp_path / "app.log", [f"ERROR number {n}" for n in range(9)])
+
+    scan = scan_log(path, None, sample_limit=3)
+
+    assert len(scan.error_samples) == 3
+    assert scan.error_records == 9
+
+
+def test_worker_pattern_sets_last_seen(tmp_path: Path) -> None:
+    """The worker's activity line is found and its own timestamp reported."""
+    path = write_lines(
+        tmp_path / "app.log",
+        [
+            "2026-12-04T10:00:00.000Z INFO  RecordingQueueWorker running normally",
+            "2026-12-04T10:05:00.000Z INFO  RecordingQueueWorker running normally",
+            "2026-12-04T10:06:00.000Z INFO  something else",
+        ],
+    )
+
+    scan = scan_log(path, None)
+    idle = scan_log(path, scan.state)
+
+    assert scan.worker_seen is True
+    assert scan.worker_last_seen == "2026-12-04T10:05:00+00:00"
+    assert scan.worker_last_line is not None
+    assert scan.worker_last_line.line == 2
+    assert idle.worker_seen is False
+
+
+def test_result_converts_to_json(tmp_path: Path) -> None:
+    """The whole result, state included, converts to JSON."""
+    path = write_lines(tmp_path / "app.log", ["2026-12-04T10:00:00.000Z ERROR x"])
+
+    scan = scan_log(path, None)
+    data = json.loads(json.dumps(scan.as_dict()))
+
+    assert data["error_samples"][0]["time"] == "2026-12-04T10:00:00+00:00"
+    assert data["state"]["offset"] == path.stat().st_size
+
+
+def test_tail_lines_centre_on_last_error(tmp_path: Path) -> None:
+    """The snapshot contains at most n masked lines around the last error."""
+    lines = [f"INFO line {n}" for n in range(300)]
+    lines[250] = "ERROR failed with password=hunter22"
+    path = write_lines(
+        tmp_path / "app.log", lines + [f"INFO after {n}" for n in range(50)]
+    )
+
+    tail = tail_lines(path, n=40)
+
+    assert len(tail) == 40
+    assert "ERROR failed with password=***" in tail
+    assert tail[-1] == "INFO line 260"
+
+
+def test_tail_lines_without_errors_is_the_end(tmp_path: Path) -> None:
+    """Without an error, the snapshot is the last n lines."""
+    path = write_lines(tmp_path / "app.log", [f"INFO line {n}" for n in range(100)])
+
+    tail = tail_lines(path, n=10)
+
+    assert tail == [f"INFO line {n}" for n in range(90, 100)]
+
+
+# Reconciliation -----------------------------------------------------------------
+
+
+def reconciliation_scan(tmp_path: Path, lines: list[str]) -> LogScan:
+    path = write_lines(tmp_path / "app.log", lines)
+    return scan_log(path, None, patterns=reconciliation_patterns())
+
+
+def test_reconciliation_completed_cleanly(tmp_path: Path) -> None:
+    """A start and a completion with no error between them passes."""
+    scan = reconciliation_scan(
+        tmp_path,
+        [
+            "2026-12-05T03:00:01.000Z INFO  Reconciliation started",
+            "2026-12-05T03:04:00.000Z INFO  Reconciliation completed: 120 invoices",
+        ],
+    )
+
+    evidence = check_reconciliation(
+        scan,
+        datetime(2026, 12, 5, 2, 0, tzinfo=UTC),
+        datetime(2026, 12, 5, 4, 0, tzinfo=UTC),
+    )
+
+    assert evidence.due is True
+    assert evidence.passed is True
+    assert evidence.errors_during == 0
+
+
+def test_reconciliation_errors_between_start_and_end(tmp_path: Path) -> None:
+    """Error records logged between start and completion fail the job."""
+    scan = reconciliation_scan(
+        tmp_path,
+        [
+            "2026-12-05T02:59:00.000Z ERROR before the job, not counted",
+            "2026-12-05T03:00:01.000Z INFO  Reconciliation started",
+            "2026-12-05T03:01:00.000Z ERROR invoice 17 failed",
+            '{"level":50,"time":1796439700000,"msg":"ledger mismatch"}',
+            "2026-12-05T03:04:00.000Z INFO  Reconciliation completed",
+        ],
+    )
+
+    evidence = check_reconciliation(
+        scan,
+        datetime(2026, 12, 5, 2, 0, tzinfo=UTC),
+        datetime(2026, 12, 5, 4, 0, tzinfo=UTC),
+    )
+
+    assert evidence.passed is False
+    assert evidence.errors_during == 2
+
+
+def test_reconciliation_missing_completion(tmp_path: Path) -> None:
+    """A start without a completion line fails the job with that reason."""
+    scan = reconciliation_scan(
+        tmp_path, ["2026-12-05T03:00:01.000Z INFO  Reconciliation started"]
+    )
+
+    evidence = check_reconciliation(
+        scan,
+        datetime(2026, 12, 5, 2, 0, tzinfo=UTC),
+        datetime(2026, 12, 5, 4, 0, tzinfo=UTC),
+    )
+
+    assert evidence.passed is False
+    assert "no completion line" in evidence.reason
+
+
+def test_reconciliation_not_due_outside_window(tmp_path: Path) -> None:
+    """A window that does not contain the scheduled time does not require the job."""
+    scan = reconciliation_scan(tmp_path, ["2026-12-05T10:00:00.000Z INFO  idle"])
+
+    evidence = check_reconciliation(
+        scan,
+        datetime(2026, 12, 5, 8, 0, tzinfo=UTC),
+        datetime(2026, 12, 5, 10, 0, tzinfo=UTC),
+    )
+
+    assert evidence.due is False
+    assert evidence.passed is None
+
+
+def test_reconciliation_schedule_is_validated() -> None:
+    """A schedule that is not "HH:MM" raises a message showing the expected form."""
+    scan = LogScan(path="app.log")
+
+    with pytest.raises(ValueError, match="HH:MM"):
+        check_reconciliation(
+            scan,
+            datetime(2026, 12, 5, 2, 0, tzinfo=UTC),
+            datetime(2026, 12, 5, 4, 0, tzinfo=UTC),
+            schedule="3am",
+        )

@@ -1,0 +1,359 @@
+"""Counting records and collecting evidence from blocks of complete lines."""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TypeVar
+
+from soakcheck.logscan.classify import (
+    LINE_CAP,
+    Level,
+    LineClass,
+    LineClassifier,
+    LineKind,
+    decode_line,
+)
+from soakcheck.logscan.evidence import LineRef, LogLine, PatternMatch, evidence_text
+from soakcheck.logscan.prefilter import (
+    all_line_starts,
+    candidate_starts,
+    clean_block,
+    count_non_record_starts,
+    reduce_block,
+)
+from soakcheck.logscan.reader import Chunk
+from soakcheck.logscan.rotation import FileState
+from soakcheck.logscan.timestamps import record_time
+
+_NON_BLANK_RE = re.compile(rb"[^ \t\n]")
+_PROBLEM_LEVELS = (Level.ERROR, Level.FATAL)
+
+_Item = TypeVar("_Item")
+
+
+class PatternSearch:
+    """A user pattern searched in cleaned blocks, each match kept with its line.
+
+    The pattern is matched against the UTF-8 bytes of the cleaned lines, with
+    `^` and `$` anchored at line ends, and a match belongs to the line where
+    it starts. A plain phrase is searched with a substring search, which is
+    much faster than the regular expression engine.
+    """
+
+    def __init__(self, name: str, pattern: str) -> None:
+        if not pattern:
+            raise ValueError(
+                f"log pattern {name} is empty; give a phrase or a regular expression"
+            )
+
+        self.name = name
+        self.pattern = pattern
+        self.literal: bytes | None = None
+        if re.escape(pattern).replace("\\ ", " ") == pattern:
+            self.literal = pattern.encode()
+
+        try:
+            self.regex = re.compile(pattern.encode(), re.MULTILINE)
+        except re.error as exc:
+            raise ValueError(
+                f"log pattern {name}={pattern!r} is not a valid regular expression "
+                f"({exc}); fix the pattern"
+            ) from exc
+
+    def line_starts(self, buffer: bytes) -> list[int]:
+        """Return the start offsets of the lines that match, in order."""
+        starts: list[int] = []
+        if self.literal is not None:
+            found = buffer.find(self.literal)
+            while found != -1:
+                starts.append(buffer.rfind(b"\n", 0, found) + 1)
+                found = buffer.find(self.literal, buffer.find(b"\n", found))
+            return starts
+
+        for match in self.regex.finditer(buffer):
+            start = buffer.rfind(b"\n", 0, match.start()) + 1
+            if not starts or starts[-1] != start:
+                starts.append(start)
+
+        return starts
+
+    def count_and_last(self, buffer: bytes) -> tuple[int, int | None]:
+        """Return the number of matches in the buffer and the start of the last line."""
+        if self.literal is not None:
+            count = buffer.count(self.literal)
+            last = buffer.rfind(self.literal)
+        else:
+            count = 0
+            last = -1
+            for match in self.regex.finditer(buffer):
+                count += 1
+                last = match.start()
+
+        if last == -1:
+            return count, None
+
+        return count, buffer.rfind(b"\n", 0, last) + 1
+
+
+@dataclass
+class ScanTally:
+    """Counts and evidence gathered over every file read by one scan."""
+
+    now: datetime
+    sample_limit: int = 5
+    line_limit: int = 1000
+    match_limit: int = 100
+    records: int = 0
+    error_records: int = 0
+    fatal_records: int = 0
+    warn_records: int = 0
+    lines_read: int = 0
+    errors_per_hour: Counter[str] = field(default_factory=Counter)
+    errors_without_timestamp: int = 0
+    error_samples: list[LogLine] = field(default_factory=list)
+    fatal_samples: list[LogLine] = field(default_factory=list)
+    error_lines: list[LineRef] = field(default_factory=list)
+    fatal_lines: list[LineRef] = field(default_factory=list)
+    first_error: LineRef | None = None
+    last_error: LineRef | None = None
+    worker_matches: int = 0
+    worker_last: LogLine | None = None
+    matches: dict[str, list[PatternMatch]] = field(default_factory=dict)
+    match_counts: Counter[str] = field(default_factory=Counter)
+
+    def add_record(self, found: LineClass, text: str, ref: LineRef) -> None:
+        """Count one error or fatal record and keep its evidence."""
+        time = record_time(text, found.fields)
+        if self.first_error is None:
+            self.first_error = ref
+        self.last_error = ref
+
+        level = found.level
+        if level is Level.FATAL:
+            self.fatal_records += 1
+            _keep(self.fatal_lines, ref, self.line_limit)
+            self._keep_sample(self.fatal_samples, ref, time, level, text)
+            return
+
+        self.error_records += 1
+        _keep(self.error_lines, ref, self.line_limit)
+        self._keep_sample(self.error_samples, ref, time, Level.ERROR, text)
+        if time is None:
+            self.errors_without_timestamp += 1
+            time = self.now
+        self.errors_per_hour[_hour_start(time)] += 1
+
+    def _keep_sample(
+        self,
+        samples: list[LogLine],
+        ref: LineRef,
+        time: datetime | None,
+        level: Level,
+        text: str,
+    ) -> None:
+        if len(samples) < self.sample_limit:
+            line = LogLine(ref.path, ref.line, time, level.value, evidence_text(text))
+            samples.append(line)
+
+    def add_match(self, name: str, match: PatternMatch) -> None:
+        self.match_counts[name] += 1
+        _keep(self.matches.setdefault(name, []), match, self.match_limit)
+
+    @property
+    def problem_records(self) -> int:
+        """Error and fatal records counted so far."""
+        return self.error_records + self.fatal_records
+
+
+def _keep(items: list[_Item], item: _Item, limit: int) -> None:
+    if len(items) < limit:
+        items.append(item)
+
+
+def _hour_start(time: datetime) -> str:
+    return time.replace(minute=0, second=0, microsecond=0).isoformat()
+
+
+@dataclass(frozen=True, slots=True)
+class _Hit:
+    line: int
+    name: str
+    start: int
+
+
+class BlockScanner:
+    """Feeds the chunks of one file into a `ScanTally`, advancing its `FileState`.
+
+    `path` names the file in evidence. `worker` and `patterns` are searched
+    in every line. With a custom level pattern every line is classified,
+    because any line may match it.
+    """
+
+    def __init__(
+        self,
+        tally: ScanTally,
+        classifier: LineClassifier,
+        path: str,
+        state: FileState,
+        *,
+        worker: PatternSearch | None = None,
+        patterns: list[PatternSearch] | None = None,
+        line_cap: int = LINE_CAP,
+    ) -> None:
+        self.tally = tally
+        self.classifier = classifier
+        self.path = path
+        self.state = state
+        self.worker = worker
+        self.patterns = patterns or []
+        self.line_cap = line_cap
+        self._first_sequence = 0
+
+    def feed(self, chunk: Chunk) -> None:
+        """Count the lines of `chunk` and move the state past them."""
+        buffer = b"\n" + clean_block(chunk.data, file_start=chunk.start == 0)
+        reduced = reduce_block(buffer)
+        # Pattern matches are numbered across files from the lines read before.
+        self._first_sequence = self.tally.lines_read - self.state.line
+
+        if self.classifier.custom is not None:
+            starts = all_line_starts(reduced)
+        else:
+            starts = candidate_starts(reduced)
+
+        hits = self._pattern_hits(buffer)
+        lines = self._classify(reduced, buffer, starts, hits)
+        self.tally.lines_read += lines
+        self.tally.records += lines - count_non_record_starts(reduced)
+        self.state.line += lines
+        self.state.offset = chunk.end
+        if self.worker is not None:
+            self._note_worker(buffer)
+
+    def _classify(
+        self, reduced: bytes, buffer: bytes, starts: list[int], hits: list[_Hit]
+    ) -> int:
+        """Classify the candidate lines at `starts`; return the block's line count."""
+        tally = self.tally
+        classify = self.classifier.classify
+        line_cap = self.line_cap
+        after_error_keyword = self.state.after_error_keyword
+        gap_start = 1
+        # Line numbers are counted only up to lines that need one.
+        counted_to = 0
+        line = self.state.line
+        next_hit = 0
+
+        for start in starts:
+            end = reduced.find(b"\n", start)
+            if after_error_keyword and _NON_BLANK_RE.search(reduced, gap_start, start):
+                after_error_keyword = False
+
+            if hits:
+                line += reduced.count(b"\n", counted_to, start)
+                counted_to = start
+                while next_hit < len(hits) and hits[next_hit].line < line:
+                    self._record_hit(buffer, hits[next_hit], None)
+                    next_hit += 1
+
+            text = reduced[start : min(end, start + line_cap)].decode(
+                "utf-8", "replace"
+            )
+            found = classify(text, after_error_keyword=after_error_keyword)
+            errors_before = tally.error_records + tally.fatal_records
+            if found.kind is LineKind.RECORD:
+                if found.level is Level.WARN:
+                    tally.warn_records += 1
+                elif found.level in _PROBLEM_LEVELS:
+                    line += reduced.count(b"\n", counted_to, start)
+                    counted_to = start
+                    tally.add_record(found, text, LineRef(self.path, line))
+            elif found.source == "error-stack":
+                # Counted as a record start by the block count; it is not one.
+                tally.records -= 1
+            if found.kind is not LineKind.BLANK:
+                after_error_keyword = found.opens_error_stack
+
+            while next_hit < len(hits) and hits[next_hit].line == line:
+                self._record_hit(buffer, hits[next_hit], (found, errors_before))
+                next_hit += 1
+            gap_start = end + 1
+
+        for hit in hits[next_hit:]:
+            self._record_hit(buffer, hit, None)
+
+        if after_error_keyword and _NON_BLANK_RE.search(reduced, gap_start):
+            after_error_keyword = False
+        self.state.after_error_keyword = after_error_keyword
+
+        # The leading newline added before the block is not a line end.
+        line += reduced.count(b"\n", counted_to) - 1
+        return line - self.state.line
+
+    def _pattern_hits(self, buffer: bytes) -> list[_Hit]:
+        if not self.patterns:
+            return []
+
+        hits = []
+        for search in self.patterns:
+            for start in search.line_starts(buffer):
+                hits.append(_Hit(0, search.name, start))
+        if not hits:
+            return []
+
+        # Line numbers come from one ordered pass over the buffer.
+        hits.sort(key=lambda hit: hit.start)
+        numbered = []
+        line = self.state.line
+        counted_to = 0
+        for hit in hits:
+            line += buffer.count(b"\n", counted_to, hit.start)
+            counted_to = hit.start
+            numbered.append(_Hit(line, hit.name, hit.start))
+
+        return numbered
+
+    def _record_hit(
+        self, buffer: bytes, hit: _Hit, known: tuple[LineClass, int] | None
+    ) -> None:
+        text = decode_line(buffer[hit.start : buffer.find(b"\n", hit.start)])
+        if known is None:
+            found = self.classifier.classify(text)
+            errors_before = self.tally.problem_records
+        else:
+            found, errors_before = known
+
+        level = found.level.value if found.level is not None else found.kind.value
+        match = PatternMatch(
+            self.path,
+            hit.line,
+            record_time(text, found.fields),
+            level,
+            evidence_text(text),
+            self._first_sequence + hit.line,
+            errors_before,
+        )
+        self.tally.add_match(hit.name, match)
+
+    def _note_worker(self, buffer: bytes) -> None:
+        """Count worker matches and keep the last one; runs after the state moved on."""
+        if self.worker is None:
+            return
+
+        count, last = self.worker.count_and_last(buffer)
+        if last is None:
+            return
+
+        self.tally.worker_matches += count
+        # The last match is usually near the end, so count lines back from there.
+        line = self.state.line + 1 - buffer.count(b"\n", last)
+        text = decode_line(buffer[last : buffer.find(b"\n", last)])
+        found = self.classifier.classify(text)
+        level = found.level.value if found.level is not None else found.kind.value
+        time = record_time(text, found.fields)
+        self.tally.worker_last = LogLine(
+            self.path, line, time, level, evidence_text(text)
+        )

@@ -1,0 +1,150 @@
+"""Reading one file from its saved position into the scan's tally."""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import BinaryIO
+
+from soakcheck.logscan.blockscan import BlockScanner, PatternSearch, ScanTally
+from soakcheck.logscan.classify import LINE_CAP, LineClassifier
+from soakcheck.logscan.reader import (
+    BLOCK_SIZE,
+    HEAD_BYTES,
+    BlockReader,
+    Chunk,
+    head_fingerprint,
+    read_head,
+)
+from soakcheck.logscan.rotation import FileState
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class ScanOptions:
+    """Settings of a scan: classifier, patterns, block size and line cap."""
+
+    classifier: LineClassifier
+    worker: PatternSearch | None = None
+    patterns: list[PatternSearch] = field(default_factory=list)
+    from_start: bool = True
+    fallback_interval_s: float | None = None
+    block_size: int = BLOCK_SIZE
+    line_cap: int = LINE_CAP
+
+
+class FileConsumer:
+    """Reads files into a `ScanTally`, each from its `FileState` position.
+
+    `bytes_read` adds up what all reads consumed. Sentences about what a read
+    met (NUL holes, a file that changed) are appended to `events`.
+    """
+
+    def __init__(self, tally: ScanTally, options: ScanOptions, events: list[str]):
+        self.tally = tally
+        self.options = options
+        self.events = events
+        self.bytes_read = 0
+
+    def _scanner(self, label: str, state: FileState) -> BlockScanner:
+        return BlockScanner(
+            self.tally,
+            self.options.classifier,
+            label,
+            state,
+            worker=self.options.worker,
+            patterns=self.options.patterns,
+            line_cap=self.options.line_cap,
+        )
+
+    def read_open(
+        self, file: BinaryIO, state: FileState, label: str, stop: int
+    ) -> None:
+        """Read an open file from `state.offset` up to `stop`, advancing `state`."""
+        start = state.offset
+        reader = BlockReader(
+            file,
+            start,
+            stop,
+            block_size=self.options.block_size,
+            line_cap=self.options.line_cap,
+        )
+        scanner = self._scanner(label, state)
+        for chunk in reader:
+            scanner.feed(chunk)
+
+        self.bytes_read += max(reader.end - start, 0)
+        state.size = stop
+        if reader.holes_skipped:
+            self.events.append(
+                f"skipped {reader.holes_skipped} NUL bytes in {Path(label).name}, a "
+                "hole left by a copy-truncate rotation under a writer that does not "
+                "append"
+            )
+
+    def read_path(self, path: Path, state: FileState) -> bool:
+        """Read a rotated file by path after checking it is still the same file.
+
+        Returns whether the file was read.
+        """
+        try:
+            with open(path, "rb", buffering=0) as file:
+                info = os.fstat(file.fileno())
+                if state.inode is not None and not state.same_file(info):
+                    logger.debug("file changed before it was opened path=%s", path)
+                    return False
+                if info.st_size < state.offset:
+                    self.events.append(
+                        f"{path.name} is shorter than the position read before "
+                        f"({info.st_size} < {state.offset} bytes); it was not read"
+                    )
+                    return False
+                if not state.head_matches(read_head(file, max(state.head_length, 1))):
+                    self.events.append(
+                        f"{path.name} no longer starts as it did when last read; "
+                        "it was not read"
+                    )
+                    return False
+
+                self.read_open(file, state, str(path), info.st_size)
+                if state.head_length < HEAD_BYTES:
+                    fingerprint(file, state, info.st_size)
+        except OSError as exc:
+            logger.warning("cannot read rotated file path=%s error=%s", path, exc)
+            self.events.append(f"cannot read {path.name}: {exc.strerror or exc}")
+            return False
+
+        return True
+
+    def read_final_line(self, path: Path, entry: FileState) -> None:
+        """Count the unterminated last line of a rotated file no longer written."""
+        try:
+            with open(path, "rb", buffering=0) as file:
+                file.seek(entry.offset)
+                raw = file.read(min(entry.size - entry.offset, self.options.line_cap))
+        except OSError as exc:
+            logger.warning("cannot read rotated file path=%s error=%s", path, exc)
+            return
+
+        raw = raw.replace(b"\x00", b"")
+        if not raw.strip():
+            return
+
+        self._scanner(str(path), entry).feed(
+            Chunk(raw + b"\n", entry.offset, entry.size)
+        )
+        self.bytes_read += entry.size - entry.offset
+        self.events.append(
+            f"counted the last line of {path.name}, which has no newline, because "
+            "the file is no longer written"
+        )
+
+
+def fingerprint(file: BinaryIO, state: FileState, size: int) -> None:
+    """Store the fingerprint of the file's first bytes (up to 1 KiB) in `state`."""
+    head = read_head(file, min(HEAD_BYTES, size))
+    state.head_sha256 = head_fingerprint(head)
+    state.head_length = len(head)

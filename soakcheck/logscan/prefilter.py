@@ -1,0 +1,127 @@
+"""Block-level shortcuts that keep a scan close to the speed of reading.
+
+A block is a run of complete lines. Instead of classifying every line in
+Python, the scanner cleans the whole block with a few C-level passes, counts
+records from the first byte of each line, and classifies only the candidate
+lines: those that contain a level word, an error header or a numeric level of
+40 or more. Every other line is a record of level info, debug or unknown, a
+continuation, or a blank line, so skipping it changes no count. The
+self-tests check that these shortcuts agree with the line-by-line rules.
+"""
+
+from __future__ import annotations
+
+import re
+
+from soakcheck.logscan.classify import (
+    ANSI_BYTES_RE,
+    CLOSING_BRACKETS_PATTERN,
+    COMPOSE_PREFIX_RE,
+    UTF8_BOM,
+)
+
+# A pino or bunyan line whose first member is a numeric level below 40. Such
+# a line is an info or debug record whatever its message, unless a second
+# "level" member overrides the first (checked by the caller).
+_LOW_NUMERIC_LEVEL_LINE_RE = re.compile(rb'\n\{"level":[0-3]?\d[,}][^\n]*')
+
+# Stands in for a removed low-level line. It keeps the line count, reads as
+# a non-blank record start and contains no level word. NUL bytes are removed
+# from every block before this step, so no real line can look like it.
+PLACEHOLDER = b"{\x00"
+
+# The newline before a line that is not a record start: blank, indented, or
+# only closing brackets.
+_NON_RECORD_START_RE = re.compile(
+    rb"\n(?=[ \t\n]|" + CLOSING_BRACKETS_PATTERN.encode() + rb"\n)"
+)
+
+# Lower-case substrings of every level word of class warn, error or fatal,
+# and of the JavaScript error headers.
+_NEEDLES = (
+    b"err",
+    b"warn",
+    b"fatal",
+    b"crit",
+    b"emerg",
+    b"alert",
+    b"panic",
+    b"exception",
+)
+_HIGH_NUMERIC_LEVEL_RE = re.compile(
+    rb'"(?:level|severity|log\.level)"\s*:\s*"?(?:[4-9]\d|[1-9]\d{2,})'
+)
+
+
+def clean_block(data: bytes, *, file_start: bool) -> bytes:
+    """Apply the per-line cleaning of `classify.clean_line_bytes` to a block of lines.
+
+    NUL bytes must already be removed. The passes run only when the block
+    contains what they remove.
+    """
+    if file_start and data.startswith(UTF8_BOM):
+        data = data[len(UTF8_BOM) :]
+    if b"\r" in data:
+        data = data.replace(b"\r\n", b"\n")
+    if b"\x1b" in data:
+        data = ANSI_BYTES_RE.sub(b"", data)
+    if b"|" in data:
+        data = COMPOSE_PREFIX_RE.sub(b"", data)
+
+    return data
+
+
+def reduce_block(buffer: bytes) -> bytes:
+    """Replace each low-level pino line with `PLACEHOLDER`, keeping line positions.
+
+    `buffer` is a cleaned block preceded by one newline, so every line starts
+    after a newline. Lines are replaced only when no other "level" member in
+    the block could override a replaced line's level.
+    """
+    reduced, replaced = _LOW_NUMERIC_LEVEL_LINE_RE.subn(b"\n" + PLACEHOLDER, buffer)
+    if not replaced:
+        return buffer
+
+    level_members = buffer.count(b'"level"')
+    if level_members != replaced + reduced.count(b'"level"'):
+        return buffer
+
+    return reduced
+
+
+def count_non_record_starts(buffer: bytes) -> int:
+    """Count the lines of a newline-prefixed block that do not start a record."""
+    return len(_NON_RECORD_START_RE.findall(buffer))
+
+
+def candidate_starts(buffer: bytes) -> list[int]:
+    """Return the sorted start offsets of lines that may be warn, error or fatal.
+
+    `buffer` is newline-prefixed and ends with a newline.
+    """
+    lowered = buffer.lower()
+    starts: set[int] = set()
+    for needle in _NEEDLES:
+        found = lowered.find(needle)
+        while found != -1:
+            starts.add(lowered.rfind(b"\n", 0, found) + 1)
+            found = lowered.find(needle, lowered.find(b"\n", found))
+
+    for match in _HIGH_NUMERIC_LEVEL_RE.finditer(buffer):
+        starts.add(buffer.rfind(b"\n", 0, match.start()) + 1)
+
+    return sorted(starts)
+
+
+def all_line_starts(buffer: bytes) -> list[int]:
+    """Return the start offset of every line except placeholders."""
+    starts = []
+    position = buffer.find(b"\n")
+    end = len(buffer) - 1
+    while position < end:
+        start = position + 1
+        if not buffer.startswith(PLACEHOLDER + b"\n", start):
+            starts.append(start)
+        position = buffer.find(b"\n", start)
+
+    return starts
