@@ -1,9 +1,10 @@
 """The embedded default: a compressed soak window against the bundled backend.
 
 It starts a real Redis and the reference billing backend on free loopback
-ports, runs a checkpoint every few seconds (each in its own pytest process),
-injects the scenario's fault after the first checkpoints, prints the verdict
-and stops only what it started.
+ports and runs a checkpoint every few seconds, each in its own pytest
+process. It injects the scenario's fault after the first checkpoint, runs
+the P0 tests after the last one, prints the verdict and stops only what it
+started.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Checkpoint records: the JSON written beside each checkpoint's HTML report.
 
-A record holds the checkpoint's context, every check's outcome with its
+A record contains the checkpoint's context, every check's outcome with its
 measured value, threshold and unit, the raw measurements for plots, and the
 state the next checkpoint needs (last uptime, log offsets, queue counters).
 The verdict needs nothing else. Every write goes to a temporary file in the

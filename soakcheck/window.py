@@ -2,7 +2,7 @@
 
 A window has a start, a length and an interval. Its slots are fixed from the
 start: slot k is due at start + k * interval, for k = 0 .. length / interval,
-and is named the way the paper checklist names it ("Hour 2" ... "Hour 24").
+and is named the way a soak checklist names its rows ("Hour 2" ... "Hour 24").
 Each window is a folder under `reports/` holding `window.json`, one record per
 checkpoint and, at the end, the verdict.
 """

@@ -62,7 +62,7 @@ def previous(soak: SoakSession) -> dict[str, Any] | None:
 
 @pytest.fixture(scope="session")
 def health(soak: SoakSession, target: Target) -> ProbeResult[health_probe.HealthFacts]:
-    """The health answer, with latency samples, fetched once per checkpoint."""
+    """The health response, with latency samples, fetched once per checkpoint."""
     backend = target.backend
     result = attempt(
         "health",

@@ -12,7 +12,7 @@ pytestmark = pytest.mark.checklist
 
 @pytest.mark.check("health.status")
 def test_health_status(health: ProbeResult[HealthFacts], observe: Observation) -> None:
-    """The health endpoint answers 2xx with an ok status."""
+    """The health endpoint returns 2xx with an ok status."""
     facts = health.require()
     observe.record(facts.status, threshold="ok", operator="==", subject="health status")
     observe.detail = f"HTTP {facts.http_status}"
@@ -35,7 +35,7 @@ def test_health_service(
     health: ProbeResult[HealthFacts],
     observe: Observation,
 ) -> None:
-    """Each configured service flag of the health answer is true."""
+    """Each configured service flag of the health response is true."""
     if service in target.backend.primary_services:
         observe.escalate("critical", "primary")
     facts = health.require()

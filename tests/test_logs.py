@@ -81,7 +81,7 @@ def test_logs_error_rate(
     log_scans: dict[str, ProbeResult[LogScan]],
     observe: Observation,
 ) -> None:
-    """No hour holds more ERROR records than the hourly limit."""
+    """No hour has more ERROR records than the hourly limit."""
     scan = _scan(log_scans, log_file)
     observe.record(
         scan.max_errors_in_an_hour,

@@ -16,7 +16,7 @@ pytestmark = pytest.mark.checklist
 def test_redis_reachable(
     redis_facts: ProbeResult[RedisFacts], observe: Observation
 ) -> None:
-    """Redis answers PING."""
+    """Redis replies to PING."""
     facts = redis_facts.require()
     observe.record(facts.ping_ms, unit="ms", subject="Redis PING")
 
