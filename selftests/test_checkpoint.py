@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import signal
 import time
 from pathlib import Path
 
@@ -316,3 +319,63 @@ def test_no_snapshot_when_healthy(shared_stack: Stack, tmp_path: Path) -> None:
 
     assert "incident" not in record["artifacts"]
     assert not list((tmp_path / "reports").glob("*/*.incident.txt"))
+
+
+def _errors_counted(record: dict) -> int:
+    row = next(r for r in record["results"] if r["check"] == "logs.errors[backend.log]")
+    return row["value"]
+
+
+def _wait_for_errors(log_path: Path, count: int, timeout: float = 10) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        text = log_path.read_text(errors="replace") if log_path.exists() else ""
+        if text.count('"level":50') >= count:
+            return
+        time.sleep(0.05)
+    raise TimeoutError(f"fewer than {count} ERROR lines in {log_path}")
+
+
+def test_rename_rotation_counts_once(fresh_stack: Stack, tmp_path: Path) -> None:
+    """A rename rotation between checkpoints loses no ERROR line and repeats none."""
+    target = fresh_stack.write_target()
+    reports = tmp_path / "reports"
+    log_path = fresh_stack.backend.log_path
+    fresh_stack.check(target, reports)
+
+    fresh_stack.backend.inject("error_logs", count=2)
+    _wait_for_errors(log_path, 2)
+    log_path.rename(log_path.with_name("backend.log.1"))
+    os.kill(fresh_stack.backend.pid, signal.SIGHUP)
+    fresh_stack.backend.inject("error_logs", count=3)
+    _wait_for_errors(log_path, 3)
+    _, record = fresh_stack.check(target, reports)
+    _, after = fresh_stack.check(target, reports)
+
+    assert _errors_counted(record) == 5
+    assert _errors_counted(after) == 0
+
+
+def test_copytruncate_counts_once(fresh_stack: Stack, tmp_path: Path) -> None:
+    """A copy-truncate rotation between checkpoints counts each ERROR line once."""
+    target = fresh_stack.write_target()
+    reports = tmp_path / "reports"
+    log_path = fresh_stack.backend.log_path
+    fresh_stack.check(target, reports)
+
+    fresh_stack.backend.inject("error_logs", count=2)
+    _wait_for_errors(log_path, 2)
+    shutil.copyfile(log_path, log_path.with_name("backend.log.1"))
+    with log_path.open("r+b") as stream:
+        stream.truncate(0)
+    fresh_stack.backend.inject("error_logs", count=3)
+    _wait_for_errors(log_path, 3)
+    _, record = fresh_stack.check(target, reports)
+    _, after = fresh_stack.check(target, reports)
+    errors = next(
+        r for r in record["results"] if r["check"] == "logs.errors[backend.log]"
+    )
+
+    assert _errors_counted(record) == 5
+    assert "truncat" in errors["message"]
+    assert _errors_counted(after) == 0
