@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from selftests.stack import Stack, failed, outcomes, run_soakcheck
-from soakcheck.services import free_port
+from selftests.stack import Stack, failed, outcomes, run_soakcheck, secrets_env
+from soakcheck.services import RedisServer, ReferenceBackend, free_port
 
 # The first checkpoint of a window has no earlier one to compare with.
 FIRST_CHECKPOINT_SKIPS = {
@@ -203,6 +203,12 @@ def test_exit_code_follows_primary(shared_stack: Stack, tmp_path: Path) -> None:
             id="stalled-job",
         ),
         pytest.param(
+            "long_running_job",
+            {"queue": "webhook-processing", "minutes": 15},
+            {"queues.stalled[webhook-processing]": "critical"},
+            id="long-running-job",
+        ),
+        pytest.param(
             "slow_health",
             {"delay_ms": 300},
             {"health.latency": "warning"},
@@ -379,3 +385,25 @@ def test_copytruncate_counts_once(fresh_stack: Stack, tmp_path: Path) -> None:
     assert _errors_counted(record) == 5
     assert "truncat" in errors["message"]
     assert _errors_counted(after) == 0
+
+
+def test_eviction_policy_flagged(tmp_path: Path) -> None:
+    """A Redis with allkeys-lru fails the eviction-policy check as a warning only."""
+    with (
+        RedisServer(maxmemory_policy="allkeys-lru") as redis,
+        ReferenceBackend(
+            redis_url=redis.url,
+            log_file=tmp_path / "backend.log",
+            heartbeat_seconds=0.5,
+            env=secrets_env(),
+        ) as backend,
+    ):
+        stack = Stack(redis, backend, tmp_path)
+        target = stack.write_target()
+
+        completed, record = stack.check(target, tmp_path / "reports")
+    policy = next(r for r in record["results"] if r["check"] == "redis.eviction_policy")
+
+    assert failed(record) == {"redis.eviction_policy": "warning"}
+    assert "allkeys-lru" in policy["message"]
+    assert completed.returncode == 0
