@@ -17,6 +17,8 @@ PYTEST_ARGS ?=
 help: ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | \
 		awk 'BEGIN {FS = ":.*## "}; {printf "  make %-8s %s\n", $$1, $$2}'
+	@echo "variables: TARGET=file.toml (default $(TARGET)), WINDOW=id,"
+	@echo "  SCENARIO=name for demo, AGAIN=1 for p0, PYTEST_ARGS for test"
 
 $(STAMP): pyproject.toml scripts/bootstrap.sh
 	@bash scripts/bootstrap.sh "$(PYTHON)" "$(VENV)"
@@ -34,7 +36,7 @@ monitor: $(STAMP) ## run the whole window: a checkpoint at every slot, then the 
 	$(PY) -m soakcheck monitor --target $(TARGET)
 
 p0: $(STAMP) ## the manual P0 tests, once per window (they change state)
-	$(PY) -m soakcheck p0 --target $(TARGET)
+	$(PY) -m soakcheck p0 --target $(TARGET) $(if $(AGAIN),--again)
 
 verdict: $(STAMP) ## decide APPROVED (0), CONDITIONAL (1) or REJECTED (2)
 	$(PY) -m soakcheck verdict --target $(TARGET) $(if $(WINDOW),--window $(WINDOW))

@@ -472,3 +472,24 @@ def test_plain_pytest_sends_nothing(p0_stack: Stack, tmp_path: Path) -> None:
     assert "P0 tests run only in a P0 checkpoint" in completed.stdout
     assert "/api/webhooks/stripe" not in new_log
     assert "/api/billing" not in new_log
+
+
+@pytest.mark.usefixtures("checker_env")
+def test_second_run_needs_again(
+    p0_stack: Stack, tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """A second P0 run in one window is rejected unless --again is given."""
+    target = _target(p0_stack, "twice.toml")
+    reports = tmp_path / "reports"
+
+    first = run_p0(target, reports, None)
+    second = run_p0(target, reports, None)
+    stderr = capfd.readouterr().err
+    again = run_p0(target, reports, None, again=True)
+
+    assert first == 0
+    assert second == 3
+    assert "already ran in window" in stderr
+    assert "--again" in stderr
+    assert again == 0
+    assert len(list(reports.glob("*/p0-*.json"))) == 2

@@ -473,3 +473,42 @@ def test_policy_type_checked(tmp_path: Path) -> None:
 
     assert "resolution_overrides_primary" in str(error.value)
     assert "'yes'" in str(error.value)
+
+
+def test_info_failure_not_counted(tmp_path: Path) -> None:
+    """A failed info-level check is listed but leaves the decision APPROVED."""
+    window = make_window(tmp_path)
+    fill(window)
+    quiet_worker = healthy_results() + [
+        result("logs.worker_alive", "failed", value="not seen", threshold="seen")
+    ]
+    add_record(window, 3, quiet_worker)
+
+    verdict = decide(window, moment=after(window))
+
+    assert verdict.decision == "APPROVED"
+    assert verdict.issues[0].check == "logs.worker_alive"
+    assert verdict.counts["info"] == 1
+
+
+def test_trend_needs_spread_points(tmp_path: Path) -> None:
+    """Rising memory over checkpoints minutes apart in one slot fits no trend."""
+    window = make_window(tmp_path)
+    for minute, megabytes in enumerate((100, 140, 180, 220), start=1):
+        add_record(
+            window,
+            0,
+            measurements={"backend_rss_bytes": megabytes * 1024 * 1024},
+            late_s=minute * 60,
+            rerun=minute,
+        )
+    moment = window.slot(0).due + timedelta(minutes=30)
+
+    verdict = decide(window, moment=moment)
+    backend = next(chart for chart in verdict.charts if chart.check == "backend.memory")
+
+    assert len(verdict.checkpoints) == 4
+    assert backend.trend is not None
+    assert backend.trend.points == 4
+    assert backend.trend.slope_per_hour is None
+    assert [r for r in verdict.reasons if r.kind == "trend"] == []

@@ -50,10 +50,15 @@ def add_record(
     results: list[dict[str, Any]] | None = None,
     kind: str = "scheduled",
     measurements: dict[str, Any] | None = None,
+    *,
+    late_s: float = 5,
+    rerun: int = 1,
 ) -> dict[str, Any]:
     slot = window.slot(slot_index)
-    finished = slot.due + timedelta(seconds=5)
+    finished = slot.due + timedelta(seconds=late_s)
     checkpoint_id = slot.id if kind == "scheduled" else f"p0-{slot.id}"
+    if rerun > 1:
+        checkpoint_id = f"{checkpoint_id}-{rerun}"
     record = {
         "schema": SCHEMA,
         "target": window.target,
@@ -64,7 +69,7 @@ def add_record(
             "slot_index": slot.index,
             "slot_id": slot.id,
             "slot_label": slot.label,
-            "started_at": slot.due.isoformat(),
+            "started_at": (finished - timedelta(seconds=1)).isoformat(),
             "finished_at": finished.isoformat(),
         },
         "results": results if results is not None else healthy_results(),

@@ -91,6 +91,10 @@ def pytest_arguments(
         "soakcheck.plugin",
         "-q",
         "-rfE",
+        # One line per failure, without pytest's assertion introspection: each
+        # checklist assert already states the value, operator and threshold.
+        "--tb=line",
+        "--assert=plain",
         *(extra or []),
     ]
 

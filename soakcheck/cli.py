@@ -156,7 +156,9 @@ def command_monitor(args: argparse.Namespace) -> int:
 def command_p0(args: argparse.Namespace) -> int:
     from soakcheck.p0.run import run_p0
 
-    return run_p0(_target_path(args.target), _reports(args.reports), args.window)
+    return run_p0(
+        _target_path(args.target), _reports(args.reports), args.window, again=args.again
+    )
 
 
 def command_demo(args: argparse.Namespace) -> int:
@@ -267,6 +269,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     common(p0)
     p0.add_argument("--window", help="window id (default: the open window)")
+    p0.add_argument(
+        "--again", action="store_true", help="run them even if they ran in the window"
+    )
     p0.set_defaults(handler=command_p0)
 
     demo = commands.add_parser("demo", help="compressed window on a bundled backend")

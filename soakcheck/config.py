@@ -354,8 +354,10 @@ def _format_errors(error: ValidationError, path: Path) -> str:
         if item["type"] == "extra_forbidden":
             message = "unknown key; check its spelling against README.md"
         value = item.get("input")
-        shown = "" if isinstance(value, dict) else f" (got {mask_secrets(repr(value))})"
-        lines.append(f"  {key}: {message}{shown}")
+        # The project's own validators already name the value they reject.
+        echoed = isinstance(value, dict) or ", got " in message
+        shown = "" if echoed else f" (got {value!r})"
+        lines.append(mask_secrets(f"  {key}: {message}{shown}"))
     return "\n".join(lines)
 
 

@@ -20,8 +20,10 @@ _OPERATORS = {
 
 
 def format_number(value: object) -> str:
-    """Format a measured value for a person: 1.7, 61.2, 1024, 0.05."""
-    if isinstance(value, bool) or not isinstance(value, int | float):
+    """Format a measured value for a person: 1.7, 61.2, 1024, 0.05, true."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if not isinstance(value, int | float):
         return str(value)
     if isinstance(value, int) or float(value).is_integer():
         return f"{int(value)}"

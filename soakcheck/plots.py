@@ -132,8 +132,13 @@ def build_charts(
 
     horizon_s = window.length_s + 3600 * float(policy.get("trend_horizon_h") or 0)
     for chart in charts:
+        # Checkpoints minutes apart say little about a day: a trend needs
+        # points spread over at least two slot intervals.
         trend = fit_trend(
-            chart.x_s, chart.lines[0].values, int(policy.get("trend_min_points", 3))
+            chart.x_s,
+            chart.lines[0].values,
+            int(policy.get("trend_min_points", 3)),
+            min_span_s=2 * window.interval_s,
         )
         cap = next((limit for limit in chart.limits if limit.role == "cap"), None)
         if cap is not None:
@@ -253,8 +258,18 @@ def _logs_chart(
     )
 
 
-def fit_trend(x_s: list[float], values: list[float | None], min_points: int) -> Trend:
-    """Fit a least-squares line through the measured points of a series."""
+def fit_trend(
+    x_s: list[float],
+    values: list[float | None],
+    min_points: int,
+    *,
+    min_span_s: float = 0.0,
+) -> Trend:
+    """Fit a least-squares line through the measured points of a series.
+
+    No line is fitted through fewer than `min_points` points or through
+    points that span less than `min_span_s` seconds.
+    """
     x = np.asarray(x_s, dtype=float)
     y = np.asarray([np.nan if v is None else v for v in values], dtype=float)
     known = np.isfinite(y)
@@ -262,7 +277,7 @@ def fit_trend(x_s: list[float], values: list[float | None], min_points: int) -> 
     trend = Trend(points=count)
     if count:
         trend.last_value = float(y[known][-1])
-    if count < max(min_points, 2) or np.ptp(x[known]) == 0:
+    if count < max(min_points, 2) or np.ptp(x[known]) <= max(min_span_s, 0.0):
         return trend
 
     slope, value_at_start = np.polyfit(x[known], y[known], 1)

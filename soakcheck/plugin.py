@@ -313,8 +313,12 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         summary["criticals"],
     )
     _send_alerts(soak, record)
-    # The exit status follows the primary criteria, not every warning.
-    session.exitstatus = 1 if summary["primary_failed"] else 0
+    # A scheduled checkpoint's exit status follows the primary criteria, not
+    # every warning; a P0 run fails when any of its tests failed.
+    if soak.kind == "p0":
+        session.exitstatus = 1 if summary["failed"] else 0
+    else:
+        session.exitstatus = 1 if summary["primary_failed"] else 0
 
 
 def _send_alerts(soak: SoakSession, record: dict[str, Any]) -> None:
@@ -372,10 +376,8 @@ def build_record(soak: SoakSession) -> dict[str, Any]:
     }
 
 
-@pytest.hookimpl(trylast=True)
-def pytest_unconfigure(config: pytest.Config) -> None:
-    soak = config.stash.get(SESSION_KEY, None)
-    if soak is None or soak.checkpoint_base is None:
+def _publish_reports(config: pytest.Config, soak: SoakSession) -> None:
+    if soak.checkpoint_base is None:
         return
     for suffix in (".html", ".xml"):
         final = soak.path_for(suffix)
@@ -383,16 +385,38 @@ def pytest_unconfigure(config: pytest.Config) -> None:
         partial = _partial(final)
         if partial.exists():
             os.replace(partial, final)
+    # NOTE: pytest-html 4 prints the path it wrote in its terminal summary;
+    # pointing its private attribute at the final name keeps that line true.
+    for plugin in config.pluginmanager.get_plugins():
+        if hasattr(plugin, "_report_path"):
+            plugin._report_path = soak.path_for(".html")
 
 
+@pytest.hookimpl(trylast=True)
+def pytest_unconfigure(config: pytest.Config) -> None:
+    # A run interrupted before sessionfinish still gets what was written.
+    soak = config.stash.get(SESSION_KEY, None)
+    if soak is not None:
+        _publish_reports(config, soak)
+
+
+def _count(number: int, noun: str) -> str:
+    return f"{number} {noun}" if number == 1 else f"{number} {noun}s"
+
+
+@pytest.hookimpl(tryfirst=True)
 def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
     soak = config.stash.get(SESSION_KEY, None)
     if soak is None:
         return
+    # The reports are complete once every sessionfinish hook has run, which
+    # pytest guarantees before the terminal summary.
+    _publish_reports(config, soak)
     failed = [r for r in soak.results if r["outcome"] == "failed"]
     passed = sum(r["outcome"] == "passed" for r in soak.results)
     criticals = sum(r["severity"] == "critical" for r in failed)
     warnings = sum(r["severity"] == "warning" for r in failed)
+    infos = sum(r["severity"] == "info" for r in failed)
     where = soak.path_for(".html")
     slot = ""
     if soak.window is not None and soak.slot_index is not None:
@@ -404,8 +428,9 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
         )
     terminalreporter.write_line(
         f"checkpoint {soak.checkpoint_id or '(not recorded)'} ({slot}"
-        f"target {soak.target.name}): {passed} passed, {warnings} warnings, "
-        f"{criticals} criticals; report {where or 'not written (no --checkpoint)'}"
+        f"target {soak.target.name}): {passed} passed, {_count(warnings, 'warning')}"
+        f", {_count(criticals, 'critical')}, {_count(infos, 'info notice')}; "
+        f"report {where or 'not written (no --checkpoint)'}"
     )
 
 

@@ -765,6 +765,12 @@ def _judge_issue(
     if waived and (issue.open_occurrences or len(waived) > 1):
         text += f" ({', '.join(waived)})"
 
+    if issue.criterion == "info" and issue.severity == "info":
+        # Info checks are shown, but the checklist decides nothing on them.
+        issue.effect = ""
+        return Reason(
+            "INFO", text + "; informational", issue.check, issue.first_slot, "issue"
+        )
     if open_primary:
         issue.effect = REJECTED
     elif resolved_primary and not policy["resolution_overrides_primary"]:

@@ -19,7 +19,7 @@ from typing import Any
 from soakcheck.observation import with_unit
 from soakcheck.plots import render_png, time_unit
 from soakcheck.record import write_bytes_atomic
-from soakcheck.verdict import Issue, Verdict
+from soakcheck.verdict import Issue, Reason, Verdict
 
 log = logging.getLogger(__name__)
 
@@ -281,7 +281,7 @@ def render_markdown(verdict: Verdict) -> str:
     ]
     if verdict.excused:
         lines += ["", "Not counted, as the policy allows:", ""]
-        lines += [f"- would be {r.decision}: {_md(r.text)}" for r in verdict.excused]
+        lines += [f"- {_excused_label(r)}: {_md(r.text)}" for r in verdict.excused]
 
     lines += ["", "## Trends", "", "Plots are in verdict.html.", ""]
     lines += _md_table(TREND_HEADERS, _trend_rows(verdict))
@@ -439,7 +439,7 @@ def render_html(verdict: Verdict) -> str:
     else:
         parts.append("<li>Every criterion passed at every slot.</li>")
     parts += [
-        f"<li class='excused'>Not counted, would be {e(r.decision)}: {e(r.text)}</li>"
+        f"<li class='excused'>Not counted, {e(_excused_label(r))}: {e(r.text)}</li>"
         for r in verdict.excused
     ]
     parts.append("</ul>")
@@ -577,3 +577,9 @@ def _html_timeline(verdict: Verdict) -> str:
         parts.append("</tr>")
     parts.append("</table>")
     return "".join(parts)
+
+
+def _excused_label(reason: Reason) -> str:
+    if reason.decision == "INFO":
+        return "informational"
+    return f"would be {reason.decision}"

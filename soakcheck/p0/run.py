@@ -9,7 +9,7 @@ from typing import Any
 
 from soakcheck.checkpoint import open_window, plan_checkpoint, run_checkpoint
 from soakcheck.config import Target, TargetError, load_target
-from soakcheck.record import read_record
+from soakcheck.record import list_records, read_record
 from soakcheck.window import Window, load_window
 
 log = logging.getLogger(__name__)
@@ -17,7 +17,9 @@ log = logging.getLogger(__name__)
 EXIT_OK, EXIT_P0_FAILED, EXIT_NO_RECORD, EXIT_USAGE = 0, 1, 2, 3
 
 
-def run_p0(target_path: Path, reports: Path, window_id: str | None) -> int:
+def run_p0(
+    target_path: Path, reports: Path, window_id: str | None, *, again: bool = False
+) -> int:
     """Run the P0 tests against the target and record them in its window.
 
     Returns 0 when every P0 test passed, 1 when one failed or was skipped,
@@ -38,6 +40,15 @@ def run_p0(target_path: Path, reports: Path, window_id: str | None) -> int:
     if window is None:
         return EXIT_USAGE
 
+    earlier = _earlier_p0_runs(window)
+    if earlier and not again:
+        print(
+            f"soakcheck: the P0 tests already ran in window {window.id} "
+            f"({', '.join(earlier)}); they change state, so they run once per "
+            f"window. Pass --again (make p0 AGAIN=1) to run them once more.",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
     plan = plan_checkpoint(window, kind="p0")
     code = run_checkpoint(target_path, plan)
     record = read_record(plan.json) if plan.json.exists() else None
@@ -47,6 +58,14 @@ def run_p0(target_path: Path, reports: Path, window_id: str | None) -> int:
 
     print(f"report: {plan.html}")
     return _exit_code(record)
+
+
+def _earlier_p0_runs(window: Window) -> list[str]:
+    return [
+        str(record["checkpoint"].get("id"))
+        for record in list_records(window.directory)
+        if record.get("checkpoint", {}).get("kind") == "p0"
+    ]
 
 
 def not_allowed_message(target_path: Path) -> str:
