@@ -326,9 +326,22 @@ def main(argv: list[str] | None = None) -> int:
     setup_logging(args.verbose)
     try:
         return args.handler(args)
-    except TargetError as error:
+    except (TargetError, ValueError) as error:
         print(f"soakcheck: {error}", file=sys.stderr)
         return EXIT_USAGE
+    except OSError as error:
+        where = f" {error.filename}" if error.filename else ""
+        print(
+            f"soakcheck: cannot use{where}: {error.strerror or error}; check that "
+            f"the reports folder exists, is a folder and is writable",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
+    except SystemExit as stop:
+        if isinstance(stop.code, str):
+            print(f"soakcheck: {stop.code}", file=sys.stderr)
+            return EXIT_USAGE
+        raise
     except KeyboardInterrupt:
         print("soakcheck: interrupted", file=sys.stderr)
         return 130

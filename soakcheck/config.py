@@ -6,11 +6,13 @@ environment variables, and an optional `.env` file fills them in.
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import tomllib
 from pathlib import Path
 from typing import Annotated, Literal
+from urllib.parse import urlsplit
 
 from dotenv import dotenv_values
 from pydantic import (
@@ -26,6 +28,9 @@ from pydantic import (
 from soakcheck.redact import mask_secrets
 
 DEFAULT_TARGET = Path("fixtures/targets/local.toml")
+MAX_DURATION_S = 366 * 86400
+# A window of more slots than this makes reports no one reads and slow verdicts.
+MAX_SLOTS = 10_000
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, None: 1}
@@ -48,8 +53,10 @@ def parse_duration(value: object) -> float:
                 f"expected a duration such as '2h', '10m' or '30s', got {value!r}"
             )
         seconds = float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
-    if seconds <= 0:
+    if not math.isfinite(seconds) or seconds <= 0:
         raise ValueError(f"expected a positive duration, got {value!r}")
+    if seconds > MAX_DURATION_S:
+        raise ValueError(f"expected a duration of at most 366 days, got {value!r}")
     return seconds
 
 
@@ -59,6 +66,25 @@ Duration = Annotated[float, BeforeValidator(parse_duration)]
 class _Section(BaseModel):
     # Unknown keys are typos far more often than intent, so they are rejected.
     model_config = ConfigDict(extra="forbid")
+
+
+def _check_url_parts(value: str, secret_key: str = "an environment variable") -> None:
+    """Reject a URL with credentials in it or a port that is not a number."""
+    parts = urlsplit(value)
+    if parts.password is not None or "@" in parts.netloc:
+        raise ValueError(
+            f"the URL contains credentials; put the password in {secret_key} instead"
+        )
+    try:
+        port = parts.port
+    except ValueError:
+        raise ValueError(
+            f"the URL's port is not a number from 1 to 65535: {value!r}"
+        ) from None
+    if not parts.hostname:
+        raise ValueError(f"the URL has no host name: {value!r}")
+    if port == 0:
+        raise ValueError(f"the URL's port must be from 1 to 65535: {value!r}")
 
 
 class ProcessConfig(_Section):
@@ -111,6 +137,7 @@ class BackendConfig(_Section):
                 f"expected an http:// or https:// URL such as "
                 f"'http://localhost:3001', got {value!r}"
             )
+        _check_url_parts(value)
         return value.rstrip("/")
 
     @field_validator("health_path")
@@ -146,11 +173,7 @@ class RedisConfig(_Section):
                 f"expected a redis:// or rediss:// URL such as "
                 f"'redis://localhost:6379/0', got {value!r}"
             )
-        if re.match(r"^rediss?://[^/@]*:[^/@]+@", value):
-            raise ValueError(
-                "the URL contains a password; put it in the environment variable "
-                "named by redis.password_env instead"
-            )
+        _check_url_parts(value, "redis.password_env")
         return value
 
 
@@ -200,6 +223,11 @@ class WindowConfig(_Section):
 
     @model_validator(mode="after")
     def _interval_fits(self) -> WindowConfig:
+        if self.length / self.interval > MAX_SLOTS:
+            raise ValueError(
+                f"a {self.length:g} s window checked every {self.interval:g} s has "
+                f"more than {MAX_SLOTS} slots; choose a longer interval"
+            )
         if self.interval > self.length:
             raise ValueError(
                 f"interval ({self.interval:g} s) is longer than the window "
@@ -338,6 +366,21 @@ class Target(_Section):
             policy["redis_memory_cap_mb"] = self.redis.memory_primary_mb
         return policy
 
+    def known_secrets(self) -> list[str]:
+        """Return the secret values this target reads, to mask them in output."""
+        variables = [
+            self.redis.password_env,
+            self.p0.stripe_secret_env,
+            self.alerts.slack_webhook_env,
+        ]
+        if self.queue_stats is not None:
+            variables.append(self.queue_stats.token_env)
+        variables.append(self.p0.reconciliation_token_env)
+        if self.p0.debt_limit_token_env:
+            variables.append(self.p0.debt_limit_token_env)
+        values = [self.secret(variable) for variable in variables]
+        return [value for value in values if value]
+
     def secret(self, variable: str) -> str | None:
         """Return a secret from the process environment or the `.env` file."""
         value = os.environ.get(variable)
@@ -354,8 +397,13 @@ def _format_errors(error: ValidationError, path: Path) -> str:
         if item["type"] == "extra_forbidden":
             message = "unknown key; check its spelling against README.md"
         value = item.get("input")
-        # The project's own validators already name the value they reject.
-        echoed = isinstance(value, dict) or ", got " in message
+        # The project's own validators already name the value they reject, and
+        # an unknown key's value may be a secret put in the wrong place.
+        echoed = (
+            isinstance(value, dict)
+            or ", got " in message
+            or item["type"] == "extra_forbidden"
+        )
         shown = "" if echoed else f" (got {value!r})"
         lines.append(mask_secrets(f"  {key}: {message}{shown}"))
     return "\n".join(lines)
@@ -412,5 +460,13 @@ def _read_env_file(target: Target, path: Path) -> dict[str, str]:
             f"env_file {env_path} named by {path} was not found; create it or "
             f"remove the env_file key"
         )
-    values = dotenv_values(env_path)
+    if not env_path.is_file():
+        raise TargetError(f"env_file {env_path} named by {path} is not a file")
+    try:
+        values = dotenv_values(env_path, encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as error:
+        raise TargetError(
+            f"cannot read env_file {env_path} named by {path}: {error}; it must "
+            f"be a UTF-8 text file of NAME=value lines"
+        ) from None
     return {key: value for key, value in values.items() if value is not None}

@@ -16,7 +16,7 @@ from soakcheck.config import Target
 from soakcheck.logscan import tail_lines
 from soakcheck.probes.redis_info import connect
 from soakcheck.record import write_bytes_atomic
-from soakcheck.redact import mask_secrets
+from soakcheck.redact import mask_secrets, mask_values
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +41,8 @@ def write_snapshot(target: Target, record: dict[str, Any], path: Path) -> Path |
     sections += [_log_section(Path(log_file)) for log_file in target.logs.files]
     sections.append(_redis_section(target))
     sections.append(_queue_section(record))
-    text = mask_secrets("\n\n".join(sections)) + "\n"
+    text = mask_secrets("\n\n".join(sections))
+    text = mask_values(text, target.known_secrets()) + "\n"
     write_bytes_atomic(path, text.encode("utf-8"))
     log.info("incident snapshot written path=%s criticals=%d", path, len(failures))
     return path

@@ -12,6 +12,7 @@ from __future__ import annotations
 import html
 import logging
 import os
+import sys
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -26,7 +27,7 @@ from soakcheck.config import DEFAULT_TARGET, Target, TargetError, load_target
 from soakcheck.incident import write_snapshot
 from soakcheck.observation import Observation, with_unit
 from soakcheck.record import SCHEMA, latest_record, write_json_atomic
-from soakcheck.redact import mask_secrets
+from soakcheck.redact import mask_secrets, mask_values
 from soakcheck.window import Window, load_window, now_utc
 
 log = logging.getLogger(__name__)
@@ -228,14 +229,33 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):
     if observation is None:
         observation = Observation(check_id)
     report.soak_observation = observation.to_dict()
+    _mask_report(report, soak_session(item.config).target.known_secrets())
 
     if report.failed and observation.evidence:
         try:
             from pytest_html import extras
         except ImportError:
             return
-        text = "\n".join(mask_secrets(line) for line in observation.evidence)
+        known = soak_session(item.config).target.known_secrets()
+        text = "\n".join(
+            mask_values(mask_secrets(line), known) for line in observation.evidence
+        )
         report.extras = [*getattr(report, "extras", []), extras.text(text, "evidence")]
+
+
+def _mask_report(report: pytest.TestReport, known: list[str]) -> None:
+    """Mask secrets in the failure text that the terminal, HTML and XML show.
+
+    A health body or a job's failedReason can carry a password or a token,
+    and pytest prints them verbatim otherwise.
+    """
+    if report.longrepr is None:
+        return
+    if isinstance(report.longrepr, tuple):
+        path, line, reason = report.longrepr
+        report.longrepr = (path, line, mask_values(mask_secrets(reason), known))
+        return
+    report.longrepr = mask_values(mask_secrets(report.longreprtext), known)
 
 
 def _result_of(
@@ -302,7 +322,8 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
             soak.artifacts["incident"] = snapshot.name
     except Exception:  # the record matters more than the snapshot
         log.exception("incident snapshot failed; the record is written without it")
-    write_json_atomic(path, record)
+    known = soak.target.known_secrets()
+    write_json_atomic(path, _mask_known(record, known))
     summary = record["summary"]
     log.info(
         "checkpoint written id=%s window=%s passed=%d failed=%d criticals=%d",
@@ -330,8 +351,33 @@ def _send_alerts(soak: SoakSession, record: dict[str, Any]) -> None:
         url = webhook_url_from_env(variable, {**soak.target.environment, **os.environ})
     except WebhookURLError as error:
         log.error("alerts not sent: %s", error)
+        print(f"soakcheck: alerts not sent: {error}", file=sys.stderr)
         return
-    notify_checkpoint(soak.window.directory, record, url)
+    # Short timeouts: a dead webhook must not hold the checkpoint for minutes;
+    # what is not delivered is retried at the next checkpoint.
+    sent = notify_checkpoint(
+        soak.window.directory, record, url, timeout_s=3.0, retries=1
+    )
+    failed = [entry for entry in sent if not entry.get("delivered")]
+    if failed:
+        print(
+            f"soakcheck: {len(failed)} Slack message(s) not delivered "
+            f"({failed[0].get('error')}); they are retried at the next checkpoint",
+            file=sys.stderr,
+        )
+
+
+def _mask_known(value: Any, known: list[str]) -> Any:
+    """Mask configured secret values anywhere in a JSON-ready structure."""
+    if not known:
+        return value
+    if isinstance(value, str):
+        return mask_values(value, known)
+    if isinstance(value, dict):
+        return {key: _mask_known(item, known) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_mask_known(item, known) for item in value]
+    return value
 
 
 def build_record(soak: SoakSession) -> dict[str, Any]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import tempfile
 from pathlib import Path
@@ -43,8 +44,19 @@ def write_bytes_atomic(path: Path, data: bytes) -> None:
 
 
 def write_json_atomic(path: Path, payload: Any) -> None:
-    text = json.dumps(payload, indent=2, sort_keys=False, default=str)
+    """Write JSON that any parser reads: NaN and infinity become null."""
+    text = json.dumps(_finite(payload), indent=2, sort_keys=False, default=str)
     write_bytes_atomic(path, (text + "\n").encode("utf-8"))
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {key: _finite(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(item) for item in value]
+    return value
 
 
 def read_record(path: Path) -> dict[str, Any] | None:
@@ -57,7 +69,28 @@ def read_record(path: Path) -> dict[str, Any] | None:
     if not isinstance(record, dict) or record.get("schema") != SCHEMA:
         log.warning("skipping %s: not a soakcheck checkpoint record", path)
         return None
+    problem = _shape_problem(record)
+    if problem:
+        log.warning("skipping damaged checkpoint record %s: %s", path, problem)
+        return None
     return record
+
+
+def _shape_problem(record: dict[str, Any]) -> str | None:
+    """Return what is wrong with a record's structure, or None when it is sound."""
+    checkpoint = record.get("checkpoint")
+    if not isinstance(checkpoint, dict):
+        return "no checkpoint object"
+    if not isinstance(checkpoint.get("finished_at"), str):
+        return "checkpoint.finished_at is not a time"
+    if not isinstance(record.get("results", []), list):
+        return "results is not a list"
+    if not all(isinstance(r, dict) and "check" in r for r in record.get("results", [])):
+        return "a result has no check id"
+    for key in ("state", "measurements", "summary"):
+        if not isinstance(record.get(key, {}), dict):
+            return f"{key} is not an object"
+    return None
 
 
 def list_records(window_dir: Path) -> list[dict[str, Any]]:

@@ -17,6 +17,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from soakcheck.config import MAX_SLOTS
 from soakcheck.record import write_json_atomic
 
 log = logging.getLogger(__name__)
@@ -111,6 +112,12 @@ def new_window(
     policy: dict[str, Any] | None = None,
 ) -> Window:
     """Create and save a new window whose id reads `<target>-<UTC start>`."""
+    if not (0 < interval_s <= length_s) or length_s / interval_s > MAX_SLOTS:
+        raise ValueError(
+            f"a window of {length_s:g} s checked every {interval_s:g} s is not "
+            f"possible: the interval must be positive and fit in the window, with "
+            f"at most {MAX_SLOTS} slots"
+        )
     start = (start or now_utc()).replace(microsecond=0)
     window_id = f"{target}-{start:%Y%m%d-%H%M%S}"
     window = Window(
@@ -142,17 +149,27 @@ def load_window(directory: Path) -> Window:
     path = directory / WINDOW_FILE
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
-        return Window(
-            id=data["id"],
-            target=data["target"],
+        window = Window(
+            id=str(data["id"]),
+            target=str(data["target"]),
             start=datetime.fromisoformat(data["start"]),
             length_s=float(data["length_s"]),
             interval_s=float(data["interval_s"]),
             directory=directory,
             policy=dict(data.get("policy") or {}),
         )
-    except (OSError, ValueError, KeyError, TypeError) as error:
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as error:
         raise ValueError(f"invalid window file {path}: {error}") from None
+    if window.start.tzinfo is None:
+        raise ValueError(f"invalid window file {path}: start has no time zone")
+    sane = all(math.isfinite(v) and v > 0 for v in (window.length_s, window.interval_s))
+    if not sane or window.length_s / window.interval_s > MAX_SLOTS:
+        raise ValueError(
+            f"invalid window file {path}: length_s {window.length_s} and "
+            f"interval_s {window.interval_s} must be positive, with at most "
+            f"{MAX_SLOTS} slots"
+        )
+    return window
 
 
 def list_windows(reports: Path, target: str | None = None) -> list[Window]:

@@ -54,6 +54,21 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         metafunc.parametrize("log_file", params or _not_configured("log files"))
 
 
+def _state_section(soak: SoakSession, name: str) -> dict[str, Any]:
+    """Return a section of the carried-forward state, replacing a damaged one."""
+    section = soak.state.get(name)
+    if not isinstance(section, dict):
+        if section is not None:
+            log.warning("ignoring damaged %s state of the previous record", name)
+        section = soak.state[name] = {}
+    return section
+
+
+def _saved_state(saved: dict[str, Any], key: str) -> dict[str, Any] | None:
+    value = saved.get(key)
+    return value if isinstance(value, dict) else None
+
+
 @pytest.fixture(scope="session")
 def previous(soak: SoakSession) -> dict[str, Any] | None:
     """The window's previous checkpoint record, or None at the first one."""
@@ -160,7 +175,7 @@ def backend_memory(
 def log_scans(soak: SoakSession, target: Target) -> dict[str, ProbeResult[LogScan]]:
     """Each log file read from where the previous checkpoint stopped."""
     logs = target.logs
-    saved = soak.state.setdefault("logs", {})
+    saved = _state_section(soak, "logs")
     fallback = soak.window.interval_s if soak.window else None
     scans: dict[str, ProbeResult[LogScan]] = {}
     for path in logs.files:
@@ -169,7 +184,7 @@ def log_scans(soak: SoakSession, target: Target) -> dict[str, ProbeResult[LogSca
         def scan(path: Path = path, key: str = key) -> LogScan:
             return scan_log(
                 path,
-                saved.get(key),
+                _saved_state(saved, key),
                 now=soak.started_at,
                 worker_pattern=logs.worker_pattern,
                 custom_pattern=logs.custom_pattern,
@@ -209,11 +224,14 @@ def _record_log_measurements(
 
 @pytest.fixture(scope="session")
 def queue_states(
-    soak: SoakSession, target: Target, redis_client: ProbeResult[Any]
+    soak: SoakSession,
+    target: Target,
+    redis_client: ProbeResult[Any],
+    redis_facts: ProbeResult[RedisFacts],
 ) -> dict[str, ProbeResult[QueueState]]:
     """Each configured BullMQ queue, read from Redis as BullMQ lays it out."""
     redis = target.redis
-    saved = soak.state.setdefault("queues", {})
+    saved = _state_section(soak, "queues")
     if soak.window is not None:
         window_start = soak.window.start
     else:
@@ -221,9 +239,11 @@ def queue_states(
     window_start_ms = int(window_start.timestamp() * 1000)
 
     states: dict[str, ProbeResult[QueueState]] = {}
+    # When PING already failed, every queue read would wait out its own timeout.
+    unreachable = redis_client.error or redis_facts.error
     for queue in redis.queues:
-        if redis_client.error is not None:
-            states[queue] = ProbeResult(error=redis_client.error)
+        if unreachable is not None:
+            states[queue] = ProbeResult(error=unreachable)
             continue
 
         def read(queue: str = queue) -> QueueState:
@@ -232,7 +252,7 @@ def queue_states(
                 redis.prefix,
                 queue,
                 window_start_ms=window_start_ms,
-                previous=saved.get(queue),
+                previous=_saved_state(saved, queue),
                 long_running_ms=int(redis.stalled_after * 1000),
                 password_env=redis.password_env,
             )

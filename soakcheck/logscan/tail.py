@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import stat
 from pathlib import Path
 
 from soakcheck.logscan.classify import (
@@ -22,6 +23,9 @@ SNAPSHOT_LINE_CHARS = 2000
 
 
 def _read_tail(path: Path, max_bytes: int) -> list[bytes]:
+    # A named pipe or a device would block the read or never end.
+    if not stat.S_ISREG(path.stat().st_mode):
+        raise OSError(f"{path} is not a regular file")
     with open(path, "rb") as file:
         size = file.seek(0, 2)
         start = max(0, size - max_bytes)

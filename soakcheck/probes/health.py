@@ -26,6 +26,8 @@ WARNING = {"warn", "warning"}
 UNHEALTHY = {"error", "fail", "down", "shutting_down", "degraded", "unhealthy", "red"}
 
 EXCERPT_CHARS = 300
+# A health answer is a few hundred bytes; a body past this is cut, not parsed.
+MAX_BODY_BYTES = 1024 * 1024
 
 
 @dataclass
@@ -101,33 +103,26 @@ def fetch_health(
     Raises ProbeError when no answer arrives at all (refused, timed out).
     """
     latencies: list[float] = []
-    first: httpx.Response | None = None
+    first: tuple[httpx.Response, bytes] | None = None
     with httpx.Client(timeout=timeout_s, follow_redirects=False) as client:
         for _ in range(samples):
             started = time.perf_counter()
-            try:
-                response = client.get(url, headers={"Accept": "application/json"})
-            except httpx.TimeoutException:
-                raise ProbeError(
-                    f"backend timed out at {url} after {timeout_s:g} s; is it hung "
-                    f"or overloaded?"
-                ) from None
-            except httpx.ConnectError as error:
-                raise ProbeError(
-                    f"backend unreachable at {url}: {_connect_reason(error)}"
-                ) from None
-            except httpx.HTTPError as error:
-                raise ProbeError(f"health request to {url} failed: {error}") from None
+            response, body = _get_bounded(client, url, timeout_s)
             latencies.append((time.perf_counter() - started) * 1000)
             if first is None:
-                first = response
+                first = (response, body)
 
     assert first is not None
+    response, body = first
+    raw = body
+    if 300 <= response.status_code < 400 and not body.strip():
+        location = response.headers.get("location", "no Location header")
+        raw = f"redirect to {location}; set backend.health_path to it".encode()
     facts = interpret(
         url,
-        first.status_code,
-        first.headers.get("content-type", ""),
-        first.content,
+        response.status_code,
+        response.headers.get("content-type", ""),
+        raw,
         preset=preset,
         status_path=status_path,
         services_path=services_path,
@@ -136,6 +131,43 @@ def fetch_health(
     )
     facts.latencies_ms = latencies
     return facts
+
+
+def _get_bounded(
+    client: httpx.Client, url: str, timeout_s: float
+) -> tuple[httpx.Response, bytes]:
+    """GET a URL, reading at most MAX_BODY_BYTES within `timeout_s` in all.
+
+    httpx's timeout applies to each read, so a body trickling in a byte at a
+    time would otherwise hold the checkpoint far past the timeout.
+    """
+    started = time.perf_counter()
+    try:
+        with client.stream("GET", url, headers={"Accept": "application/json"}) as resp:
+            chunks: list[bytes] = []
+            size = 0
+            for chunk in resp.iter_bytes():
+                chunks.append(chunk)
+                size += len(chunk)
+                if size >= MAX_BODY_BYTES:
+                    break
+                if time.perf_counter() - started > timeout_s:
+                    raise ProbeError(
+                        f"backend timed out at {url}: the body was still arriving "
+                        f"after {timeout_s:g} s"
+                    )
+            return resp, b"".join(chunks)[:MAX_BODY_BYTES]
+    except httpx.TimeoutException:
+        raise ProbeError(
+            f"backend timed out at {url} after {timeout_s:g} s; is it hung or "
+            f"overloaded?"
+        ) from None
+    except httpx.ConnectError as error:
+        raise ProbeError(
+            f"backend unreachable at {url}: {_connect_reason(error)}"
+        ) from None
+    except httpx.HTTPError as error:
+        raise ProbeError(f"health request to {url} failed: {error}") from None
 
 
 def _connect_reason(error: httpx.ConnectError) -> str:
@@ -180,6 +212,10 @@ def interpret(
     status_value = lookup(body, status_path) if status_path else _find_status(body)
     facts.status = None if status_value is None else str(status_value)
     facts.overall = _classify(facts.status, http_status)
+    if status_value is None and _status_present(body, status_path):
+        # A status field that is there but null says nothing is fine.
+        facts.status = "null"
+        facts.overall = "unhealthy"
 
     components = _components(body, preset, services_path)
     for name, (healthy, message) in components.items():
@@ -218,9 +254,20 @@ def _parse_json(text: str, content_type: str) -> tuple[Any, str | None]:
         if stripped.startswith(("{", "[")) and _unbalanced(stripped):
             return None, "truncated JSON (the body ends mid-document)"
         return None, f"not JSON ({error.msg} at character {error.pos})"
+    except (ValueError, RecursionError) as error:
+        # Numbers of thousands of digits or nesting thousands deep.
+        return None, f"JSON that cannot be read ({type(error).__name__})"
     if not isinstance(body, dict):
         return None, f"not a JSON object (a {type(body).__name__})"
     return body, None
+
+
+def _status_present(body: dict[str, Any], status_path: str | None) -> bool:
+    if status_path:
+        parent, _, last = status_path.rpartition(".")
+        container = lookup(body, parent) if parent else body
+        return isinstance(container, dict) and last in container
+    return "status" in body
 
 
 def _unbalanced(text: str) -> bool:
@@ -253,9 +300,17 @@ def _classify(status: str | None, http_status: int) -> str:
 
 
 def _component_state(value: Any) -> tuple[bool | None, str]:
-    """Return (healthy, message); healthy None means a warning."""
+    """Return (healthy, message); healthy None means a warning.
+
+    Anything but an explicit healthy value counts as down: a flag of 0, null
+    or an empty list is a service that cannot say it is up.
+    """
     if isinstance(value, bool):
         return value, ""
+    if value is None:
+        return False, "null instead of true"
+    if isinstance(value, int | float):
+        return value == 1, "" if value == 1 else f"{value!r} instead of true"
     if isinstance(value, str):
         word = value.lower()
         return (None if word in WARNING else word in HEALTHY), ""
@@ -266,10 +321,13 @@ def _component_state(value: Any) -> tuple[bool | None, str]:
             if word in WARNING:
                 return None, message
             return word in HEALTHY, message
-        if "healthy" in value:
-            return bool(value["healthy"]), message
+        for key in ("healthy", "up", "ok"):
+            if key in value:
+                return value[key] is True, message
         return True, message
     if isinstance(value, list):
+        if not value:
+            return False, "an empty list instead of true"
         states = [_component_state(entry) for entry in value]
         if any(healthy is False for healthy, _ in states):
             return False, "; ".join(m for h, m in states if h is False and m)
@@ -355,11 +413,17 @@ def _from_top_level(body: dict[str, Any]) -> dict[str, tuple[bool | None, str]]:
 def _number(value: Any) -> float | None:
     if isinstance(value, bool):
         return None
+    number: float | None = None
     if isinstance(value, int | float):
-        return float(value)
-    if isinstance(value, str):
         try:
-            return float(value)
+            number = float(value)
+        except OverflowError:
+            return None
+    elif isinstance(value, str) and len(value) < 40:
+        try:
+            number = float(value)
         except ValueError:
             return None
-    return None
+    if number is None or not math.isfinite(number):
+        return None
+    return number
