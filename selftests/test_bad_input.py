@@ -246,3 +246,17 @@ def test_fifo_log_does_not_hang(shared_stack: Stack, tmp_path: Path) -> None:
     assert completed.returncode == 1
     assert logs["outcome"] == "failed"
     assert "fifo.log" in logs["message"]
+
+
+def test_unicode_queue_id_kept(shared_stack: Stack, tmp_path: Path) -> None:
+    """A queue named in Unicode keeps its name in the check id a note can resolve."""
+    text = shared_stack.write_target().read_text()
+    target = tmp_path / "unicode.toml"
+    target.write_text(
+        text.replace('"webhook-processing", ', '"webhook-processing", "ünïcødé", ')
+    )
+
+    _, record = shared_stack.check(target, tmp_path / "reports")
+    checks = {result["check"] for result in record["results"]}
+
+    assert "queues.failed[ünïcødé]" in checks

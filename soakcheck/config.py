@@ -94,6 +94,19 @@ class ProcessConfig(_Section):
     pid_file: Path | None = None
     cmdline_pattern: str | None = None
     metrics_url: str | None = None
+
+    @field_validator("cmdline_pattern")
+    @classmethod
+    def _pattern_compiles(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                re.compile(value)
+            except re.error as error:
+                raise ValueError(
+                    f"invalid regular expression {value!r}: {error}"
+                ) from None
+        return value
+
     memory_json_path: str | None = None
     memory_primary_mb: float = Field(default=500, gt=0)
     memory_critical_mb: float = Field(default=1024, gt=0)
@@ -159,7 +172,7 @@ class RedisConfig(_Section):
     password_env: str = "REDIS_PASSWORD"
     timeout: Duration = 5.0
     prefix: str = "bull"
-    queues: list[str] = Field(default_factory=list)
+    queues: list[Annotated[str, Field(min_length=1)]] = Field(default_factory=list)
     memory_check_mb: float = Field(default=50, gt=0)
     memory_primary_mb: float = Field(default=100, gt=0)
     required_policy: str = "noeviction"
@@ -413,7 +426,8 @@ def load_target(path: str | Path) -> Target:
     """Read, validate and return a target file, raising TargetError on bad input."""
     path = Path(path)
     try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+        # utf-8-sig drops the byte-order mark some Windows editors write.
+        raw = tomllib.loads(path.read_text(encoding="utf-8-sig"))
     except FileNotFoundError:
         raise TargetError(
             f"target file not found: {path}; pass TARGET=path/to/target.toml "

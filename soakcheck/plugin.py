@@ -201,21 +201,32 @@ def observe(request: pytest.FixtureRequest) -> Observation:
         raise pytest.UsageError(
             f"{request.node.nodeid} uses `observe` but has no @pytest.mark.check"
         )
-    check_id = marker.args[0]
-    callspec = getattr(request.node, "callspec", None)
-    if callspec is not None:
-        check_id = f"{check_id}[{callspec.id}]"
+    check_id = check_id_of(request.node)
+    assert check_id is not None
     observation = Observation(check_id)
     request.node.stash[OBSERVATION_KEY] = observation
     return observation
 
 
 def check_id_of(item: pytest.Item) -> str | None:
+    """Return the checklist id of a test: `queues.failed[webhook-processing]`.
+
+    The parameter's own value names the instance, not pytest's id, which
+    escapes non-ASCII names (a queue called "ünïcødé" would become
+    "\\xfcn\\xef...") and so could never match a resolution note.
+    """
     marker = item.get_closest_marker("check")
     if marker is None:
         return None
     callspec = getattr(item, "callspec", None)
-    return f"{marker.args[0]}[{callspec.id}]" if callspec else marker.args[0]
+    if callspec is None:
+        return str(marker.args[0])
+    values = list(callspec.params.values())
+    if len(values) == 1 and isinstance(values[0], str | Path):
+        label = values[0].name if isinstance(values[0], Path) else values[0]
+    else:
+        label = callspec.id
+    return f"{marker.args[0]}[{label}]"
 
 
 @pytest.hookimpl(hookwrapper=True)
