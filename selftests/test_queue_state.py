@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import shutil
-import socket
-import subprocess
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
@@ -16,6 +13,7 @@ import pytest
 import redis
 from bullmq import Queue, Worker
 
+from selftests.redis_server import RedisServer, free_port
 from soakcheck.probes.errors import ProbeError
 from soakcheck.probes.queues import (
     STALLED_REASON,
@@ -28,56 +26,8 @@ from soakcheck.probes.queues import (
 )
 from soakcheck.probes.redis_info import connect
 
-START_DEADLINE_S = 10.0
 JOB_DEADLINE_S = 15.0
 TEN_MINUTES_MS = 600_000
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-class RedisServer:
-    """A redis-server on a free loopback port in its own folder, without saves."""
-
-    def __init__(self, folder: Path) -> None:
-        binary = shutil.which("redis-server")
-        if binary is None:
-            pytest.fail(
-                "redis-server not found: install it (apt-get install redis-server)"
-            )
-
-        self.port = free_port()
-        command = [binary, "--bind", "127.0.0.1", "--port", str(self.port)]
-        command += ["--save", "", "--appendonly", "no", "--dir", str(folder)]
-        self.process = subprocess.Popen(
-            command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-        )
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def wait_ready(self) -> None:
-        deadline = time.monotonic() + START_DEADLINE_S
-        while time.monotonic() < deadline:
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
-                    return
-            except OSError:
-                time.sleep(0.02)
-        self.stop()
-        pytest.fail(f"redis-server on port {self.port} did not start in time")
-
-    def stop(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(timeout=5)
 
 
 @pytest.fixture
