@@ -188,7 +188,7 @@ def _trend_rows(verdict: Verdict) -> list[list[str]]:
             cap += f" ({trend.cap_source})"
         crossing = trend.crossing_at or "—"
         if trend.crossing_s is not None:
-            scale, unit = time_unit(verdict.window["length_s"])
+            scale, unit = time_unit(trend.crossing_s)
             elapsed = trend.crossing_s / scale
             crossing = f"{elapsed:.1f} {unit} after the start, {crossing}"
         rows.append(
@@ -389,8 +389,9 @@ td.open { background: #ffd7d5; }
 table.timeline td, table.timeline th { font-size: 11px; padding: .15em .35em;
                                        text-align: center; }
 table.timeline td:first-child { text-align: left; }
-.charts { display: grid; grid-template-columns: repeat(2, 640px); gap: 1em; }
-.charts img { border: 1px solid #d0d7de; }
+.charts { display: grid; gap: 1em;
+  grid-template-columns: repeat(auto-fit, minmax(420px, 640px)); }
+.charts img { border: 1px solid #d0d7de; max-width: 100%; height: auto; }
 li.excused { color: #57606a; }
 .sign div { margin: 1.2em 0; }
 """
