@@ -34,10 +34,22 @@ def format_number(value: object) -> str:
     return f"{value:.3g}"
 
 
+# Count units read "1 job", not "1 jobs".
+_SINGULAR = {
+    "jobs": "job",
+    "lines": "line",
+    "keys": "key",
+    "connections": "connection",
+    "counts": "count",
+}
+
+
 def with_unit(value: object, unit: str) -> str:
     text = format_number(value)
     if not unit:
         return text
+    if value == 1 and not isinstance(value, bool):
+        unit = _SINGULAR.get(unit, unit)
     if unit in ("%",):
         return f"{text}{unit}"
     return f"{text} {unit}"
