@@ -77,8 +77,10 @@ def command_check(args: argparse.Namespace) -> int:
     except AlreadyRunning as error:
         print(f"soakcheck: {error}", file=sys.stderr)
         return EXIT_USAGE
-    if plan.json.exists():
+    if plan.json.exists() and plan.html.exists():
         print(f"report: {plan.html}")
+    elif plan.json.exists():
+        print(f"record: {plan.json} (the HTML report was not completed)")
     else:
         print(f"no checkpoint record was written at {plan.json}", file=sys.stderr)
         return code if code > 1 else 2

@@ -147,6 +147,12 @@ def _runs_checklist(config: pytest.Config) -> bool:
     return False
 
 
+def _ends_with(path: Path, closing: bytes) -> bool:
+    with path.open("rb") as stream:
+        stream.seek(max(0, path.stat().st_size - 256))
+        return stream.read().rstrip().endswith(closing)
+
+
 def _partial(path: Path | None) -> Path:
     assert path is not None
     return path.with_name(f".{path.name}.partial")
@@ -436,12 +442,18 @@ def build_record(soak: SoakSession) -> dict[str, Any]:
 def _publish_reports(config: pytest.Config, soak: SoakSession) -> None:
     if soak.checkpoint_base is None:
         return
-    for suffix in (".html", ".xml"):
+    for suffix, closing in ((".html", b"</html>"), (".xml", b">")):
         final = soak.path_for(suffix)
         assert final is not None
         partial = _partial(final)
-        if partial.exists():
-            os.replace(partial, final)
+        if not partial.exists():
+            continue
+        if not _ends_with(partial, closing):
+            # A full disk or a kill mid-write leaves a cut-off report; keep it
+            # out of the final name rather than present it as complete.
+            log.error("report %s is incomplete; left as %s", final.name, partial)
+            continue
+        os.replace(partial, final)
     # NOTE: pytest-html 4 prints the path it wrote in its terminal summary;
     # pointing its private attribute at the final name keeps that line true.
     for plugin in config.pluginmanager.get_plugins():
