@@ -41,6 +41,7 @@ from soakcheck.probes.queues import (  # noqa: E402
     read_queue_state,
 )
 from soakcheck.probes.redis_info import connect  # noqa: E402
+from soakcheck.services import free_port  # noqa: E402
 
 log = logging.getLogger("bench_queues")
 
@@ -67,12 +68,6 @@ class Measure:
     commands_counted: int
     commands_used: int
     used_memory_human: str
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def start_redis(folder: Path) -> tuple[subprocess.Popen[bytes], int]:

@@ -15,13 +15,9 @@ from pathlib import Path
 import pytest
 import redis
 
+from soakcheck.services import free_port
+
 START_DEADLINE_S = 10.0
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 class RedisServer:

@@ -288,32 +288,8 @@ def render_markdown(verdict: Verdict) -> str:
 
     lines += ["", "## Issues encountered", ""]
     if verdict.issues:
-        headers = [
-            "check",
-            "severity",
-            "criterion",
-            "status",
-            "first",
-            "last",
-            "times",
-            "worst",
-            "limit",
-        ]
-        rows = [
-            [
-                issue.check,
-                issue.severity,
-                issue.criterion,
-                _issue_status(issue),
-                issue.first_slot,
-                issue.last_slot,
-                str(issue.occurrences),
-                _value(issue.worst_value, issue.unit),
-                _limit(issue),
-            ]
-            for issue in verdict.issues
-        ]
-        lines += _md_table(headers, rows)
+        rows = [_issue_row(issue) for issue in verdict.issues]
+        lines += _md_table(ISSUE_HEADERS, rows)
     else:
         lines.append("None.")
 
@@ -504,34 +480,43 @@ def _criterion_class(status: str) -> str:
     return "skipped"
 
 
+ISSUE_HEADERS = [
+    "check",
+    "severity",
+    "criterion",
+    "status",
+    "first",
+    "last",
+    "times",
+    "worst",
+    "limit",
+]
+
+
+def _issue_row(issue: Issue) -> list[str]:
+    """Return an issue's cells in ISSUE_HEADERS order, for both report formats."""
+    return [
+        issue.check,
+        issue.severity,
+        issue.criterion,
+        _issue_status(issue),
+        issue.first_slot,
+        issue.last_slot,
+        str(issue.occurrences),
+        _value(issue.worst_value, issue.unit),
+        _limit(issue),
+    ]
+
+
 def _html_issues(verdict: Verdict) -> str:
     if not verdict.issues:
         return "<p>None.</p>"
-    headers = [
-        "check",
-        "severity",
-        "criterion",
-        "status",
-        "first",
-        "last",
-        "times",
-        "worst",
-        "limit",
-        "message",
-    ]
+    headers = [*ISSUE_HEADERS, "message"]
     rows, classes = [], []
     for issue in verdict.issues:
         rows.append(
             [
-                issue.check,
-                issue.severity,
-                issue.criterion,
-                _issue_status(issue),
-                issue.first_slot,
-                issue.last_slot,
-                str(issue.occurrences),
-                _value(issue.worst_value, issue.unit),
-                _limit(issue),
+                *_issue_row(issue),
                 issue.message,
             ]
         )
