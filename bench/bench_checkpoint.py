@@ -1,4 +1,4 @@
-"""Time one checkpoint against the reference backend and say where the time goes.
+"""Time one checkpoint against the reference backend and show where the time goes.
 
 Starts its own redis-server and reference backend on free loopback ports,
 then runs `python -m soakcheck check` several times (the first one starts the

@@ -1,4 +1,4 @@
-"""Bad input: odd health answers, damaged records, secrets in failure text."""
+"""Bad input: odd health responses, damaged records, secrets in failure text."""
 
 from __future__ import annotations
 
@@ -27,7 +27,7 @@ LEAKY_BODY = json.dumps(
 
 
 class _Handler(BaseHTTPRequestHandler):
-    """Serves a different bad health answer per path."""
+    """Serves a different bad health response per path."""
 
     def do_GET(self) -> None:  # noqa: N802 - the name http.server calls
         if self.path == "/leaky":
@@ -78,7 +78,7 @@ def _target_for(stack: Stack, base_url: str, path: str, folder: Path) -> Path:
 
 @pytest.fixture(scope="module")
 def bad_backend() -> Iterator[str]:
-    """A local HTTP server answering broken health responses."""
+    """A local HTTP server that returns broken health responses."""
     server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()

@@ -281,7 +281,7 @@ def test_crash_then_restart_detected(fresh_stack: Stack, tmp_path: Path) -> None
 
 
 def test_verdict_after_checks(shared_stack: Stack, tmp_path: Path) -> None:
-    """`soakcheck verdict` over a window in progress writes its reports and says why."""
+    """A verdict over an unfinished window writes its reports and reasons."""
     target = shared_stack.write_target()
     reports = tmp_path / "reports"
     shared_stack.check(target, reports)

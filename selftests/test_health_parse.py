@@ -1,4 +1,4 @@
-"""Health answers: every framework shape and every broken answer is read right."""
+"""Health responses: every framework shape and every broken body is read right."""
 
 import json
 from pathlib import Path
@@ -62,7 +62,7 @@ def test_terminus_message_kept() -> None:
 
 
 def test_health_json_warnings() -> None:
-    """Checks in warn state of a health+json answer are listed as warnings."""
+    """Checks in warn state of a health+json response are listed as warnings."""
     raw = (CASES / "health_json_ietf_draft_example.json").read_bytes()
 
     facts = interpret("u", 200, "application/health+json", raw, preset="health+json")
@@ -76,7 +76,7 @@ def test_health_json_warnings() -> None:
 
 
 def test_custom_uptime_read() -> None:
-    """The uptime of a custom answer is read from its top-level field."""
+    """The uptime of a custom response is read from its top-level field."""
     raw = (CASES / "custom_services_objects_uptime.json").read_bytes()
 
     facts = interpret("u", 200, "application/json", raw, preset="auto")

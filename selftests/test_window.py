@@ -1,4 +1,4 @@
-"""Windows: slots fixed from the start and named like the paper checklist."""
+"""Windows: slots fixed from the start and named by the hour."""
 
 from datetime import UTC, datetime, timedelta
 from pathlib import Path

@@ -26,7 +26,7 @@ EXIT_OK, EXIT_PRIMARY_FAILED, EXIT_USAGE = 0, 1, 3
 
 @dataclass
 class CheckpointPlan:
-    """Where one checkpoint's reports go and which slot it fills."""
+    """The report paths of one checkpoint and the slot it fills."""
 
     window: Window
     slot: Slot

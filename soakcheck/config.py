@@ -125,7 +125,7 @@ HealthPreset = Literal["seed", "terminus", "spring", "health+json", "auto"]
 
 
 class BackendConfig(_Section):
-    """The HTTP backend and the shape of its health answer."""
+    """The HTTP backend and the shape of its health response."""
 
     base_url: str = "http://localhost:3001"
     health_path: str = "/health"
@@ -347,7 +347,7 @@ class P0Config(_Section):
 
 
 class AlertsConfig(_Section):
-    """Where alerts go; the webhook URL is a secret, so only its variable is named."""
+    """Alert settings; the webhook URL is a secret, so only its variable is named."""
 
     slack_webhook_env: str = "SLACK_WEBHOOK_URL"
 

@@ -1,4 +1,4 @@
-"""What one checklist test measured, in the words of a filled-in checklist."""
+"""Measurements of checklist tests, worded like a filled-in checklist."""
 
 from __future__ import annotations
 

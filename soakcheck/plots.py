@@ -132,7 +132,7 @@ def build_charts(
 
     horizon_s = window.length_s + 3600 * float(policy.get("trend_horizon_h") or 0)
     for chart in charts:
-        # Checkpoints minutes apart say little about a day: a trend needs
+        # Checkpoints minutes apart show little about a day, so a trend needs
         # points spread over at least two slot intervals.
         trend = fit_trend(
             chart.x_s,

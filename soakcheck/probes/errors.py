@@ -2,4 +2,4 @@
 
 
 class ProbeError(Exception):
-    """A probe could not reach its system; the message says why and what to try."""
+    """A probe could not reach its system; the message gives the reason and the fix."""

@@ -26,13 +26,13 @@ WARNING = {"warn", "warning"}
 UNHEALTHY = {"error", "fail", "down", "shutting_down", "degraded", "unhealthy", "red"}
 
 EXCERPT_CHARS = 300
-# A health answer is a few hundred bytes; a body past this is cut, not parsed.
+# A health response is a few hundred bytes, so a longer body is cut, not parsed.
 MAX_BODY_BYTES = 1024 * 1024
 
 
 @dataclass
 class HealthFacts:
-    """What one health answer, and the latency samples taken with it, show."""
+    """Facts from one health response and the latency samples taken with it."""
 
     url: str
     http_status: int
@@ -98,9 +98,9 @@ def fetch_health(
     uptime_path: str | None = None,
     memory_path: str | None = None,
 ) -> HealthFacts:
-    """Request the health URL `samples` times and interpret the first answer.
+    """Request the health URL `samples` times and interpret the first response.
 
-    Raises ProbeError when no answer arrives at all (refused, timed out).
+    Raises ProbeError when no response arrives at all (refused, timed out).
     """
     latencies: list[float] = []
     first: tuple[httpx.Response, bytes] | None = None
@@ -191,7 +191,7 @@ def interpret(
     uptime_path: str | None = None,
     memory_path: str | None = None,
 ) -> HealthFacts:
-    """Read a health answer's bytes into facts; never raises on a bad body."""
+    """Read a health response's bytes into facts, reporting a bad body as invalid."""
     text = raw.decode("utf-8", errors="replace")
     facts = HealthFacts(
         url=url,
@@ -213,7 +213,7 @@ def interpret(
     facts.status = None if status_value is None else str(status_value)
     facts.overall = _classify(facts.status, http_status)
     if status_value is None and _status_present(body, status_path):
-        # A status field that is there but null says nothing is fine.
+        # A status field that is present but null does not report the service as up.
         facts.status = "null"
         facts.overall = "unhealthy"
 
@@ -303,7 +303,7 @@ def _component_state(value: Any) -> tuple[bool | None, str]:
     """Return (healthy, message); healthy None means a warning.
 
     Anything but an explicit healthy value counts as down: a flag of 0, null
-    or an empty list is a service that cannot say it is up.
+    or an empty list does not report the service as up.
     """
     if isinstance(value, bool):
         return value, ""

@@ -68,7 +68,7 @@ def find_by_pid_file(path: Path) -> int:
     except OSError as error:
         raise ProbeError(f"cannot read pid file {path}: {error.strerror}") from None
     if not text.isdigit():
-        raise ProbeError(f"pid file {path} holds {text[:40]!r}, not a process id")
+        raise ProbeError(f"pid file {path} contains {text[:40]!r}, not a process id")
     return int(text)
 
 
@@ -115,7 +115,7 @@ def read_metrics(url: str, timeout_s: float) -> int:
     except httpx.HTTPError as error:
         raise ProbeError(f"metrics endpoint {url} failed: {error}") from None
     if response.status_code != 200:
-        raise ProbeError(f"metrics endpoint {url} answered HTTP {response.status_code}")
+        raise ProbeError(f"metrics endpoint {url} returned HTTP {response.status_code}")
     match = _METRIC.search(response.text)
     if not match:
         raise ProbeError(
