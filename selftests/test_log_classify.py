@@ -17,10 +17,13 @@ from soakcheck.logscan import (
     LogScan,
     check_reconciliation,
     classify_lines,
+    consume,
+    prefilter,
     reconciliation_patterns,
     scan_log,
     tail_lines,
 )
+from soakcheck.logscan.prefilter import HyperscanFinder, PythonFinder
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "logs"
 EXPECTED_FILES = sorted(FIXTURES.glob("*.expected.json"))
@@ -117,18 +120,68 @@ def test_partial_last_line_waits_for_newline(tmp_path: Path) -> None:
     assert [ref.line for ref in completed.error_lines] == [28]
 
 
-def test_block_scan_agrees_with_line_rules(tmp_path: Path) -> None:
-    """The block scanner counts shuffled sample lines as the line-by-line rules do."""
-    lines: list[bytes] = []
+# Lines that only a careful search classifies right: level members with
+# spaces, low pino levels that mention errors, colour codes inside words,
+# compose prefixes, closing brackets and error headers after error records.
+TRICKY_LINES = [
+    b'{"level":30,"msg":"0 errors","errorCount":0}',
+    b'{"level" : 50, "time": 1796353200000, "msg": "spaced"}',
+    b'{"severity":"40","msg":"slow"}',
+    b'{"level":30,"level":50,"msg":"second member wins"}',
+    b'{"log":{"level":"error"},"message":"nested"}',
+    b"\x1b[31mER\x1b[0mROR\x1b[39m colour inside the word",
+    b"\x1b[32m    at colourful (/app/a.js:1:1)",
+    b"api-1  | 2026-12-04T03:00:00Z ERROR behind a compose prefix",
+    b"api-1  |     at frame (/app/b.js:2:2)",
+    b"  },",
+    b"]",
+    b"   ",
+    b"2026-12-04T03:00:01Z ERROR job failed:",
+    b"TypeError: cannot read properties of undefined",
+    b"WARN disk at 81 %",
+    b"(node:42) Warning: a promise was rejected",
+    b"\xff\xfe invalid bytes then FATAL",
+]
+
+
+def mixed_sample_log(path: Path) -> Path:
+    """Write the sample logs' lines and the tricky lines, shuffled, three times."""
+    lines: list[bytes] = list(TRICKY_LINES)
     for log in sorted(FIXTURES.glob("*.log")):
         lines.extend(log.read_bytes().replace(b"\r\n", b"\n").split(b"\n"))
     random.Random(5).shuffle(lines)
-    path = tmp_path / "mixed.log"
     path.write_bytes(b"\n".join(lines * 3) + b"\n")
-    reference = Counter(
-        found.level.value if found.kind is LineKind.RECORD else found.kind.value
-        for _, found in classify_lines(path.read_bytes().split(b"\n")[:-1])
-    )
+    return path
+
+
+def line_reference(path: Path) -> tuple[Counter[str], list[int], list[int]]:
+    """Classify a file line by line: counts by class, error and fatal line numbers."""
+    counts: Counter[str] = Counter()
+    error_lines, fatal_lines = [], []
+    lines = path.read_bytes().split(b"\n")[:-1]
+    for number, (_, found) in enumerate(classify_lines(lines), start=1):
+        if found.kind is LineKind.RECORD:
+            counts[found.level.value] += 1
+            if found.level.value == "error":
+                error_lines.append(number)
+            elif found.level.value == "fatal":
+                fatal_lines.append(number)
+        else:
+            counts[found.kind.value] += 1
+
+    return counts, error_lines, fatal_lines
+
+
+@pytest.mark.parametrize("finder", [PythonFinder, HyperscanFinder])
+def test_block_scan_agrees_with_line_rules(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, finder
+) -> None:
+    """Both candidate searches count shuffled sample lines as the line rules do."""
+    if finder is HyperscanFinder and prefilter.hyperscan is None:
+        pytest.skip("hyperscan is not installed on this platform")
+    monkeypatch.setattr(consume, "default_finder", finder)
+    path = mixed_sample_log(tmp_path / "mixed.log")
+    reference, error_lines, fatal_lines = line_reference(path)
 
     # Small blocks put many lines across block boundaries.
     scan = scan_log(path, None, block_size=4096, worker_pattern=None)
@@ -140,6 +193,8 @@ def test_block_scan_agrees_with_line_rules(tmp_path: Path) -> None:
         scan.records
         == reference.total() - reference["continuation"] - reference["blank"]
     )
+    assert [ref.line for ref in scan.error_lines] == error_lines
+    assert [ref.line for ref in scan.fatal_lines] == fatal_lines
 
 
 # Traps ------------------------------------------------------------------------

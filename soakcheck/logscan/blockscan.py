@@ -5,7 +5,8 @@ from __future__ import annotations
 import re
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
+from functools import lru_cache
 from typing import TypeVar
 
 from soakcheck.logscan.classify import (
@@ -15,14 +16,15 @@ from soakcheck.logscan.classify import (
     LineClassifier,
     LineKind,
     decode_line,
+    level_from_number,
 )
 from soakcheck.logscan.evidence import LineRef, LogLine, PatternMatch, evidence_text
+from soakcheck.logscan.newlines import Newlines
 from soakcheck.logscan.prefilter import (
-    all_line_starts,
-    candidate_starts,
+    HyperscanFinder,
+    PythonFinder,
     clean_block,
-    count_non_record_starts,
-    reduce_block,
+    default_finder,
 )
 from soakcheck.logscan.reader import Chunk
 from soakcheck.logscan.rotation import FileState
@@ -30,6 +32,27 @@ from soakcheck.logscan.timestamps import record_time
 
 _NON_BLANK_RE = re.compile(rb"[^ \t\n]")
 _PROBLEM_LEVELS = (Level.ERROR, Level.FATAL)
+
+# A pino line that starts with a plain numeric level. When it contains no other
+# "level" member, the classifier takes this number whatever follows, so the
+# line's class is known without decoding it.
+_PINO_PREFIX = b'{"level":'
+_PINO_LEVEL_RE = re.compile(rb'\{"level":(-?[0-9]+)[,}]')
+_PINO_CLASSES = {
+    level: LineClass(LineKind.RECORD, level, "json")
+    for level in (Level.WARN, Level.INFO, Level.DEBUG)
+}
+
+
+def _pino_class(buffer: bytes, start: int, end: int) -> LineClass | None:
+    """Return the class of a pino line below error level, or None to classify it."""
+    match = _PINO_LEVEL_RE.match(buffer, start, end)
+    if match is None or buffer.count(b'"level"', start, end) != 1:
+        return None
+
+    level = level_from_number(int(match.group(1)))
+    return _PINO_CLASSES.get(level)
+
 
 _Item = TypeVar("_Item")
 
@@ -174,7 +197,15 @@ def _keep(items: list[_Item], item: _Item, limit: int) -> None:
 
 
 def _hour_start(time: datetime) -> str:
+    if time.tzinfo is UTC:
+        # Records of one hour share one label, so it is built once.
+        return _utc_hour_label(int(time.timestamp() // 3600))
     return time.replace(minute=0, second=0, microsecond=0).isoformat()
+
+
+@lru_cache(maxsize=256)
+def _utc_hour_label(hour: int) -> str:
+    return datetime.fromtimestamp(hour * 3600, UTC).isoformat()
 
 
 @dataclass(frozen=True, slots=True)
@@ -202,6 +233,7 @@ class BlockScanner:
         worker: PatternSearch | None = None,
         patterns: list[PatternSearch] | None = None,
         line_cap: int = LINE_CAP,
+        finder: PythonFinder | HyperscanFinder | None = None,
     ) -> None:
         self.tally = tally
         self.classifier = classifier
@@ -210,24 +242,21 @@ class BlockScanner:
         self.worker = worker
         self.patterns = patterns or []
         self.line_cap = line_cap
+        self.finder = finder or default_finder()
         self._first_sequence = 0
 
     def feed(self, chunk: Chunk) -> None:
         """Count the lines of `chunk` and move the state past them."""
         buffer = b"\n" + clean_block(chunk.data, file_start=chunk.start == 0)
-        reduced = reduce_block(buffer)
+        # With a custom level pattern any line may match it.
+        found = self.finder.find(buffer, every_line=self.classifier.custom is not None)
         # Pattern matches are numbered across files from the lines read before.
         self._first_sequence = self.tally.lines_read - self.state.line
 
-        if self.classifier.custom is not None:
-            starts = all_line_starts(reduced)
-        else:
-            starts = candidate_starts(reduced)
-
         hits = self._pattern_hits(buffer)
-        lines = self._classify(reduced, buffer, starts, hits)
+        lines = self._classify(found.buffer, buffer, found.starts, hits)
         self.tally.lines_read += lines
-        self.tally.records += lines - count_non_record_starts(reduced)
+        self.tally.records += lines - found.non_record_starts
         self.state.line += lines
         self.state.offset = chunk.end
         if self.worker is not None:
@@ -246,6 +275,8 @@ class BlockScanner:
         counted_to = 0
         line = self.state.line
         next_hit = 0
+        quick_pino = self.classifier.custom is None
+        newlines = Newlines(reduced)
 
         for start in starts:
             end = reduced.find(b"\n", start)
@@ -253,22 +284,26 @@ class BlockScanner:
                 after_error_keyword = False
 
             if hits:
-                line += reduced.count(b"\n", counted_to, start)
+                line += newlines.count(counted_to, start)
                 counted_to = start
                 while next_hit < len(hits) and hits[next_hit].line < line:
                     self._record_hit(buffer, hits[next_hit], None)
                     next_hit += 1
 
-            text = reduced[start : min(end, start + line_cap)].decode(
-                "utf-8", "replace"
-            )
-            found = classify(text, after_error_keyword=after_error_keyword)
+            found = None
+            if quick_pino and reduced.startswith(_PINO_PREFIX, start):
+                found = _pino_class(reduced, start, min(end, start + line_cap))
+            if found is None:
+                text = reduced[start : min(end, start + line_cap)].decode(
+                    "utf-8", "replace"
+                )
+                found = classify(text, after_error_keyword=after_error_keyword)
             errors_before = tally.error_records + tally.fatal_records
             if found.kind is LineKind.RECORD:
                 if found.level is Level.WARN:
                     tally.warn_records += 1
                 elif found.level in _PROBLEM_LEVELS:
-                    line += reduced.count(b"\n", counted_to, start)
+                    line += newlines.count(counted_to, start)
                     counted_to = start
                     tally.add_record(found, text, LineRef(self.path, line))
             elif found.source == "error-stack":
@@ -290,7 +325,7 @@ class BlockScanner:
         self.state.after_error_keyword = after_error_keyword
 
         # The leading newline added before the block is not a line end.
-        line += reduced.count(b"\n", counted_to) - 1
+        line += newlines.count(counted_to) - 1
         return line - self.state.line
 
     def _pattern_hits(self, buffer: bytes) -> list[_Hit]:
@@ -307,10 +342,11 @@ class BlockScanner:
         # Line numbers come from one ordered pass over the buffer.
         hits.sort(key=lambda hit: hit.start)
         numbered = []
+        newlines = Newlines(buffer)
         line = self.state.line
         counted_to = 0
         for hit in hits:
-            line += buffer.count(b"\n", counted_to, hit.start)
+            line += newlines.count(counted_to, hit.start)
             counted_to = hit.start
             numbered.append(_Hit(line, hit.name, hit.start))
 

@@ -167,6 +167,16 @@ CONTINUATION = LineClass(LineKind.CONTINUATION)
 ERROR_STACK = LineClass(LineKind.CONTINUATION, source="error-stack")
 
 
+def _record_class(level: Level, source: str) -> LineClass:
+    """Return the shared class of a record without parsed fields.
+
+    Classes are immutable, so one instance per level and source serves every
+    line. Building a frozen dataclass per line cost more than classifying
+    a pino line.
+    """
+    return _RECORD_CLASSES[level, source]
+
+
 def level_from_number(value: float) -> Level:
     """Map a pino or bunyan numeric level (10 trace ... 60 fatal) to its class."""
     if value >= 60:
@@ -188,6 +198,11 @@ def level_from_value(value: object) -> Level:
         return level_from_number(value)
     if not isinstance(value, str):
         return Level.UNKNOWN
+
+    # Most loggers write the word in lower case without colour codes.
+    level = LEVEL_WORDS.get(value)
+    if level is not None:
+        return level
 
     word = ANSI_RE.sub("", value).strip().lower()
     if word.lstrip("-").isdigit():
@@ -284,7 +299,7 @@ class LineClassifier:
             else:
                 level = level_from_value(leading.group("word"))
             level = self._custom_or_unknown(text, level)
-            return LineClass(LineKind.RECORD, level, "json")
+            return _record_class(level, "json")
 
         try:
             fields = json.loads(text)
@@ -305,7 +320,7 @@ class LineClassifier:
         else:
             level = level_from_value(member.group("word"))
 
-        return LineClass(LineKind.RECORD, level, "json-fragment")
+        return _record_class(level, "json-fragment")
 
     def _text_level(self, text: str) -> LineClass:
         match = _TEXT_LEVEL_RE.search(text)
@@ -315,18 +330,18 @@ class LineClassifier:
                 _COLON_MAX_TOKENS_BEFORE
             ):
                 word = word or match.group("upper") or match.group("bracket")
-                return _text_record(LEVEL_WORDS[word.lower()], "keyword")
+                return _record_class(LEVEL_WORDS[word.lower()], "keyword")
             match = _TEXT_LEVEL_RE.search(text, match.end())
 
         if ("Error" in text or "Exception" in text) and (
             _ERROR_HEADER_ANYWHERE_RE.search(text)
         ):
-            return LineClass(LineKind.RECORD, Level.ERROR, "header")
+            return _record_class(Level.ERROR, "header")
 
         level = self._custom_or_unknown(text, Level.UNKNOWN)
         if level is Level.UNKNOWN:
-            return LineClass(LineKind.RECORD, level, "none")
-        return _text_record(level, "custom")
+            return _record_class(level, "none")
+        return _record_class(level, "custom")
 
     def _custom_or_unknown(self, text: str, level: Level) -> Level:
         if level is not Level.UNKNOWN or self.custom is None:
@@ -339,9 +354,18 @@ class LineClassifier:
         return level_from_value(match.group("level"))
 
 
-def _text_record(level: Level, source: str) -> LineClass:
-    opens_stack = level in (Level.ERROR, Level.FATAL)
-    return LineClass(LineKind.RECORD, level, source, opens_error_stack=opens_stack)
+# Text records with an explicit error or fatal level open an error stack.
+_RECORD_CLASSES = {
+    (level, source): LineClass(
+        LineKind.RECORD,
+        level,
+        source,
+        opens_error_stack=source in ("keyword", "custom")
+        and level in (Level.ERROR, Level.FATAL),
+    )
+    for level in Level
+    for source in ("json", "json-fragment", "keyword", "header", "custom", "none")
+}
 
 
 def _level_member(fields: dict[str, Any]) -> Level:

@@ -10,6 +10,7 @@ from typing import BinaryIO
 
 from soakcheck.logscan.blockscan import BlockScanner, PatternSearch, ScanTally
 from soakcheck.logscan.classify import LINE_CAP, LineClassifier
+from soakcheck.logscan.prefilter import HyperscanFinder, PythonFinder, default_finder
 from soakcheck.logscan.reader import (
     BLOCK_SIZE,
     HEAD_BYTES,
@@ -25,7 +26,7 @@ logger = logging.getLogger(__name__)
 
 @dataclass
 class ScanOptions:
-    """Settings of a scan: classifier, patterns, block size and line cap."""
+    """Settings of a scan: classifier, patterns, block size, line cap and finder."""
 
     classifier: LineClassifier
     worker: PatternSearch | None = None
@@ -34,6 +35,9 @@ class ScanOptions:
     fallback_interval_s: float | None = None
     block_size: int = BLOCK_SIZE
     line_cap: int = LINE_CAP
+    finder: PythonFinder | HyperscanFinder = field(
+        default_factory=lambda: default_finder()
+    )
 
 
 class FileConsumer:
@@ -58,6 +62,7 @@ class FileConsumer:
             worker=self.options.worker,
             patterns=self.options.patterns,
             line_cap=self.options.line_cap,
+            finder=self.options.finder,
         )
 
     def read_open(

@@ -5,13 +5,20 @@ Python, the scanner cleans the whole block with a few C-level passes, counts
 records from the first byte of each line, and classifies only the candidate
 lines: those that contain a level word, an error header or a numeric level of
 40 or more. Every other line is a record of level info, debug or unknown, a
-continuation, or a blank line, so skipping it changes no count. The
-self-tests check that these shortcuts agree with the line-by-line rules.
+continuation, or a blank line, so skipping it changes no count.
+
+Two finders give the candidates: `HyperscanFinder` with one compiled
+multi-pattern pass, and `PythonFinder`, with standard-library passes, where
+Hyperscan has no wheel. The self-tests check that both agree with the
+line-by-line rules.
 """
 
 from __future__ import annotations
 
+import logging
 import re
+import threading
+from dataclasses import dataclass
 
 from soakcheck.logscan.classify import (
     ANSI_BYTES_RE,
@@ -19,6 +26,16 @@ from soakcheck.logscan.classify import (
     COMPOSE_PREFIX_RE,
     UTF8_BOM,
 )
+
+try:
+    import hyperscan
+except ImportError:  # pragma: no cover - depends on the platform's wheels
+    hyperscan = None
+
+logger = logging.getLogger(__name__)
+
+# Compiled Hyperscan databases, one per thread (see `HyperscanFinder`).
+_THREAD_DATABASES = threading.local()
 
 # A pino or bunyan line whose first member is a numeric level below 40. Such
 # a line is an info or debug record whatever its message, unless a second
@@ -125,3 +142,108 @@ def all_line_starts(buffer: bytes) -> list[int]:
         position = buffer.find(b"\n", start)
 
     return starts
+
+
+@dataclass(frozen=True, slots=True)
+class BlockLines:
+    """Candidate lines and the record-start count of a newline-prefixed block.
+
+    `buffer` is the text to classify: the block itself, or the block with
+    low-level pino lines replaced by `PLACEHOLDER`. `starts` are the sorted
+    start offsets of the lines to classify, and `non_record_starts` counts
+    the lines that start no record (blank, indented or closing brackets).
+    """
+
+    buffer: bytes
+    starts: list[int]
+    non_record_starts: int
+
+
+class PythonFinder:
+    """Finds candidate lines with C-level passes of the standard library."""
+
+    name = "python"
+
+    def find(self, buffer: bytes, *, every_line: bool = False) -> BlockLines:
+        reduced = reduce_block(buffer)
+        starts = all_line_starts(reduced) if every_line else candidate_starts(reduced)
+        return BlockLines(reduced, starts, count_non_record_starts(reduced))
+
+
+# One expression reports each candidate line once, at the end of the line: a
+# level word or error header anywhere (ASCII case ignored, as `bytes.lower`
+# does), or a level member with a number of 40 or more.
+_HS_CANDIDATE = (
+    rb"(?:(?i:" + b"|".join(_NEEDLES) + rb")"
+    rb'|"(?:level|severity|log\.level)"[ \t\r\f\v]*:[ \t\r\f\v]*"?'
+    rb"(?:[4-9]\d|[1-9]\d{2,}))[^\n]*\n"
+)
+# The newline before a line that starts no record, in two exclusive forms.
+_HS_NON_RECORD = (
+    rb"\n[ \t\n]",
+    rb"\n" + CLOSING_BRACKETS_PATTERN.encode() + rb"\n",
+)
+
+
+class HyperscanFinder:
+    """Finds candidate lines and non-record starts in one Hyperscan pass.
+
+    One compiled multi-pattern search replaces the lowering, the eight word
+    searches, the numeric level search and the low-level pino replacement of
+    `PythonFinder`, which together cost several passes over each block. A
+    low-level pino line that mentions a level word becomes a candidate here,
+    and the block scanner's JSON shortcut classifies it without decoding.
+    Each thread gets its own database, as a scan needs scratch memory that
+    two threads cannot share.
+    """
+
+    name = "hyperscan"
+
+    def __init__(self) -> None:
+        if hyperscan is None:
+            raise RuntimeError(
+                "the hyperscan module is not installed; install it or use PythonFinder"
+            )
+
+    def _database(self):
+        database = getattr(_THREAD_DATABASES, "database", None)
+        if database is None:
+            expressions = [_HS_CANDIDATE, *_HS_NON_RECORD]
+            database = hyperscan.Database()
+            database.compile(
+                expressions=expressions,
+                ids=list(range(len(expressions))),
+                elements=len(expressions),
+                flags=0,
+            )
+            _THREAD_DATABASES.database = database
+        return database
+
+    def find(self, buffer: bytes, *, every_line: bool = False) -> BlockLines:
+        if every_line:
+            return BlockLines(
+                buffer, all_line_starts(buffer), count_non_record_starts(buffer)
+            )
+
+        ends: list[int] = []
+        non_record: list[int] = []
+        found = (ends, non_record, non_record)
+
+        def on_match(expression: int, _start: int, end: int, _flags, _ctx) -> None:
+            found[expression].append(end)
+
+        self._database().scan(buffer, match_event_handler=on_match)
+
+        # Each end offset is just past a line's newline, so the line start is one
+        # backward search away. Sorting keeps the order whatever the report order.
+        ends.sort()
+        starts = [buffer.rfind(b"\n", 0, end - 1) + 1 for end in ends]
+        return BlockLines(buffer, starts, len(non_record))
+
+
+def default_finder() -> PythonFinder | HyperscanFinder:
+    """Return the Hyperscan finder if it is installed, else the Python one."""
+    if hyperscan is None:
+        logger.debug("hyperscan is not installed; log scans use the slower finder")
+        return PythonFinder()
+    return HyperscanFinder()
