@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from functools import lru_cache
 from typing import TypeVar
@@ -55,6 +55,7 @@ def _pino_class(buffer: bytes, start: int, end: int) -> LineClass | None:
 
 
 _Item = TypeVar("_Item")
+_Lined = TypeVar("_Lined", LineRef, LogLine)
 
 
 class PatternSearch:
@@ -189,6 +190,59 @@ class ScanTally:
     def problem_records(self) -> int:
         """Error and fatal records counted so far."""
         return self.error_records + self.fatal_records
+
+    def add_part(self, part: ScanTally, *, line_shift: int) -> None:
+        """Add the tally of the lines that follow this one's, read separately.
+
+        `part` numbered its lines from 0, and its pattern matches counted
+        errors and lines from 0 too. `line_shift` is the number of lines of
+        the same file read before `part` began.
+        """
+        sequence_shift = self.lines_read
+        errors_shift = self.problem_records
+        self.records += part.records
+        self.error_records += part.error_records
+        self.fatal_records += part.fatal_records
+        self.warn_records += part.warn_records
+        self.lines_read += part.lines_read
+        self.errors_per_hour.update(part.errors_per_hour)
+        self.errors_without_timestamp += part.errors_without_timestamp
+
+        for mine, theirs, limit in (
+            (self.error_samples, part.error_samples, self.sample_limit),
+            (self.fatal_samples, part.fatal_samples, self.sample_limit),
+            (self.error_lines, part.error_lines, self.line_limit),
+            (self.fatal_lines, part.fatal_lines, self.line_limit),
+        ):
+            room = max(limit - len(mine), 0)
+            mine.extend(_shifted(item, line_shift) for item in theirs[:room])
+
+        if part.first_error is not None and self.first_error is None:
+            self.first_error = _shifted(part.first_error, line_shift)
+        if part.last_error is not None:
+            self.last_error = _shifted(part.last_error, line_shift)
+
+        self.worker_matches += part.worker_matches
+        if part.worker_last is not None:
+            self.worker_last = _shifted(part.worker_last, line_shift)
+
+        for name, matches in part.matches.items():
+            kept = self.matches.setdefault(name, [])
+            room = max(self.match_limit - len(kept), 0)
+            for match in matches[:room]:
+                kept.append(
+                    replace(
+                        match,
+                        line=match.line + line_shift,
+                        sequence=match.sequence + sequence_shift,
+                        errors_before=match.errors_before + errors_shift,
+                    )
+                )
+        self.match_counts.update(part.match_counts)
+
+
+def _shifted(item: _Lined, shift: int) -> _Lined:
+    return replace(item, line=item.line + shift)
 
 
 def _keep(items: list[_Item], item: _Item, limit: int) -> None:

@@ -20,13 +20,24 @@ from soakcheck.logscan.reader import (
     read_head,
 )
 from soakcheck.logscan.rotation import FileState
+from soakcheck.logscan.split import (
+    SPLIT_MIN_BYTES,
+    ChildPart,
+    SplitRead,
+    can_split,
+    find_cut,
+)
 
 logger = logging.getLogger(__name__)
 
 
 @dataclass
 class ScanOptions:
-    """Settings of a scan: classifier, patterns, block size, line cap and finder."""
+    """Settings of a scan: classifier, patterns, block size, line cap and finder.
+
+    `split_min_bytes` is the smallest range read in two processes, or None
+    to read every range in this process.
+    """
 
     classifier: LineClassifier
     worker: PatternSearch | None = None
@@ -35,6 +46,7 @@ class ScanOptions:
     fallback_interval_s: float | None = None
     block_size: int = BLOCK_SIZE
     line_cap: int = LINE_CAP
+    split_min_bytes: int | None = SPLIT_MIN_BYTES
     finder: PythonFinder | HyperscanFinder = field(
         default_factory=lambda: default_finder()
     )
@@ -68,11 +80,47 @@ class FileConsumer:
     def read_open(
         self, file: BinaryIO, state: FileState, label: str, stop: int
     ) -> None:
-        """Read an open file from `state.offset` up to `stop`, advancing `state`."""
+        """Read an open file from `state.offset` up to `stop`, advancing `state`.
+
+        A large range is read in two processes where the system allows it
+        (see the `split` module).
+        """
         start = state.offset
+        split = self._start_split(file, label, start, stop)
+        if split is None:
+            self._read_range(file, state, label, stop)
+        else:
+            self._read_range(file, state, label, split.cut)
+            part = split.result()
+            if part is None:
+                self._read_range(file, state, label, stop)
+            else:
+                self._add_part(state, label, part)
+
+        self.bytes_read += max(state.offset - start, 0)
+        state.size = stop
+
+    def _start_split(
+        self, file: BinaryIO, label: str, start: int, stop: int
+    ) -> SplitRead | None:
+        minimum = self.options.split_min_bytes
+        if minimum is None or stop - start < minimum or not can_split():
+            return None
+
+        cut = find_cut(
+            file, start, stop, self.options.classifier, self.options.line_cap
+        )
+        if cut is None:
+            return None
+
+        return SplitRead(file, label, cut, stop, self.tally, self.options)
+
+    def _read_range(
+        self, file: BinaryIO, state: FileState, label: str, stop: int
+    ) -> None:
         reader = BlockReader(
             file,
-            start,
+            state.offset,
             stop,
             block_size=self.options.block_size,
             line_cap=self.options.line_cap,
@@ -81,11 +129,19 @@ class FileConsumer:
         for chunk in reader:
             scanner.feed(chunk)
 
-        self.bytes_read += max(reader.end - start, 0)
-        state.size = stop
-        if reader.holes_skipped:
+        self._note_holes(label, reader.holes_skipped)
+
+    def _add_part(self, state: FileState, label: str, part: ChildPart) -> None:
+        self.tally.add_part(part.tally, line_shift=state.line)
+        state.line += part.lines
+        state.offset = part.offset
+        state.after_error_keyword = part.after_error_keyword
+        self._note_holes(label, part.holes_skipped)
+
+    def _note_holes(self, label: str, holes_skipped: int) -> None:
+        if holes_skipped:
             self.events.append(
-                f"skipped {reader.holes_skipped} NUL bytes in {Path(label).name}, a "
+                f"skipped {holes_skipped} NUL bytes in {Path(label).name}, a "
                 "hole left by a copy-truncate rotation under a writer that does not "
                 "append"
             )

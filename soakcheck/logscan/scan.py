@@ -15,6 +15,7 @@ from soakcheck.logscan.consume import ScanOptions
 from soakcheck.logscan.evidence import LineRef, LogLine, PatternMatch
 from soakcheck.logscan.follow import LogFollower
 from soakcheck.logscan.reader import BLOCK_SIZE
+from soakcheck.logscan.split import SPLIT_MIN_BYTES
 
 logger = logging.getLogger(__name__)
 
@@ -95,6 +96,7 @@ def scan_log(
     from_start: bool = True,
     block_size: int = BLOCK_SIZE,
     line_cap: int = LINE_CAP,
+    split_min_bytes: int | None = SPLIT_MIN_BYTES,
 ) -> LogScan:
     """Read what was appended to a log since `previous` and classify its records.
 
@@ -113,7 +115,9 @@ def scan_log(
     used only with a `previous` state that does not list the rotated files
     present then: rotated files modified within that time are read as new.
     `now` is the time given to error records without a timestamp. A pattern
-    that is not a valid regular expression raises ValueError.
+    that is not a valid regular expression raises ValueError. A read of at
+    least `split_min_bytes` is shared with a second process where the system
+    allows it; None keeps every read in this process.
     """
     now = now or datetime.now(UTC)
     path = Path(path)
@@ -126,6 +130,7 @@ def scan_log(
         fallback_interval_s=fallback_interval_s,
         block_size=block_size,
         line_cap=line_cap,
+        split_min_bytes=split_min_bytes,
     )
     tally = ScanTally(now=now, sample_limit=sample_limit)
     offset = previous.get("offset") if isinstance(previous, dict) else None
