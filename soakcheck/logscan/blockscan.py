@@ -331,6 +331,8 @@ class BlockScanner:
         next_hit = 0
         quick_pino = self.classifier.custom is None
         newlines = Newlines(reduced)
+        record, blank, warn = LineKind.RECORD, LineKind.BLANK, Level.WARN
+        errors_before = 0
 
         for start in starts:
             end = reduced.find(b"\n", start)
@@ -343,6 +345,7 @@ class BlockScanner:
                 while next_hit < len(hits) and hits[next_hit].line < line:
                     self._record_hit(buffer, hits[next_hit], None)
                     next_hit += 1
+                errors_before = tally.error_records + tally.fatal_records
 
             found = None
             if quick_pino and reduced.startswith(_PINO_PREFIX, start):
@@ -352,23 +355,26 @@ class BlockScanner:
                     "utf-8", "replace"
                 )
                 found = classify(text, after_error_keyword=after_error_keyword)
-            errors_before = tally.error_records + tally.fatal_records
-            if found.kind is LineKind.RECORD:
-                if found.level is Level.WARN:
+
+            kind = found.kind
+            if kind is record:
+                level = found.level
+                if level is warn:
                     tally.warn_records += 1
-                elif found.level in _PROBLEM_LEVELS:
+                elif level in _PROBLEM_LEVELS:
                     line += newlines.count(counted_to, start)
                     counted_to = start
                     tally.add_record(found, text, LineRef(self.path, line))
             elif found.source == "error-stack":
                 # Counted as a record start by the block count; it is not one.
                 tally.records -= 1
-            if found.kind is not LineKind.BLANK:
+            if kind is not blank:
                 after_error_keyword = found.opens_error_stack
 
-            while next_hit < len(hits) and hits[next_hit].line == line:
-                self._record_hit(buffer, hits[next_hit], (found, errors_before))
-                next_hit += 1
+            if hits:
+                while next_hit < len(hits) and hits[next_hit].line == line:
+                    self._record_hit(buffer, hits[next_hit], (found, errors_before))
+                    next_hit += 1
             gap_start = end + 1
 
         for hit in hits[next_hit:]:

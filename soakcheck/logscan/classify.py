@@ -271,16 +271,18 @@ class LineClassifier:
         record with an explicit error or fatal level (see
         `LineClass.opens_error_stack`).
         """
-        if not text.strip(" \t"):
+        if not text:
             return BLANK
-        if text[0] in " \t":
-            return CONTINUATION
-        if text[0] in ")]}" and _CLOSING_BRACKETS_RE.fullmatch(text):
+
+        first = text[0]
+        if first in " \t":
+            return CONTINUATION if text.strip(" \t") else BLANK
+        if first in ")]}" and _CLOSING_BRACKETS_RE.fullmatch(text):
             return CONTINUATION
         if after_error_keyword and _ERROR_HEADER_AT_START_RE.match(text):
             return ERROR_STACK
 
-        if text[0] == "{":
+        if first == "{":
             found = self._json_level(text)
             if found is not None:
                 return found
