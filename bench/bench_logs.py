@@ -4,13 +4,15 @@ Measures, in one run:
 
 - full-scan throughput of `scan_log` beside `grep -ciE 'error|critical|fatal'`
   on the same file, with both counts, since grep counts every line that
-  mentions a level word,
+  mentions a level word; the scan runs once in one process and once with
+  the default settings, which share a large read with a second process,
 - the cost of scanning 1 MB appended to the big file,
-- the peak memory of the full scan.
+- the peak memory of each full scan.
 
     python bench/bench_logs.py                  # 1024 MB in a temporary folder
     python bench/bench_logs.py --size-mb 64     # a quicker, smaller run
     python bench/bench_logs.py --path /data/bench.log --keep
+    python bench/bench_logs.py --finder python  # without Hyperscan
 
 The log mixes pino JSON, winston JSON, text lines, NestJS lines with ANSI
 colours, stack traces and lines that only mention "error". Its expected
@@ -37,7 +39,14 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from soakcheck.logscan import Level, LineKind, classify_lines, scan_log  # noqa: E402
+from soakcheck.logscan import (  # noqa: E402
+    Level,
+    LineKind,
+    classify_lines,
+    consume,
+    scan_log,
+)
+from soakcheck.logscan.prefilter import PythonFinder  # noqa: E402
 from soakcheck.logscan.split import SPLIT_MIN_BYTES  # noqa: E402
 
 BASE_BLOCK_BYTES = 16 * 1024 * 1024
@@ -248,12 +257,16 @@ def peak_rss_kib() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 
 
-def child_scan(path: str, state_out: str, mode: str) -> None:
+def child_scan(path: str, state_out: str, mode: str, finder: str) -> None:
     """Scan the whole file in this process and print figures as JSON.
 
     `mode` "split" lets the scan share the read with a second process, as
-    `scan_log` does by default; "single" keeps it in this process.
+    `scan_log` does by default; "single" keeps it in this process. `finder`
+    "python" uses the pure-Python candidate search of platforms without
+    Hyperscan.
     """
+    if finder == "python":
+        consume.default_finder = PythonFinder
     split_min_bytes = SPLIT_MIN_BYTES if mode == "split" else None
     started = time.perf_counter()
     result = scan_log(path, None, split_min_bytes=split_min_bytes)
@@ -273,9 +286,10 @@ def child_scan(path: str, state_out: str, mode: str) -> None:
     print(json.dumps(figures))
 
 
-def full_scan(path: Path, state_file: Path, mode: str) -> dict[str, float]:
+def full_scan(path: Path, state_file: Path, mode: str, finder: str) -> dict[str, float]:
+    command = [sys.executable, __file__, "--child-scan", str(path), str(state_file)]
     done = subprocess.run(
-        [sys.executable, __file__, "--child-scan", str(path), str(state_file), mode],
+        [*command, mode, finder],
         capture_output=True,
         text=True,
         check=True,
@@ -301,6 +315,7 @@ def append_scans(path: Path, state: dict, block: bytes) -> list[float]:
 def report(args: argparse.Namespace, path: Path) -> None:
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, {platform.system()}")
     print(f"python {platform.python_version()}, LANG={os.environ.get('LANG', '')}")
+    print(f"candidate search: {args.finder}")
 
     started = time.perf_counter()
     block = make_block(seed=7, size=BASE_BLOCK_BYTES, mix=args.mix)
@@ -316,8 +331,8 @@ def report(args: argparse.Namespace, path: Path) -> None:
     warm_cache(path)
     grep_count, grep_seconds = run_grep(path)
     state_file = path.with_suffix(".state.json")
-    single = full_scan(path, state_file, "single")
-    figures = full_scan(path, state_file, "split")
+    single = full_scan(path, state_file, "single", args.finder)
+    figures = full_scan(path, state_file, "split", args.finder)
     state = json.loads(state_file.read_text())
     state_file.unlink()
 
@@ -385,9 +400,15 @@ def main() -> None:
         help="content of the log: mixed formats (default) or pino JSON only",
     )
     parser.add_argument(
+        "--finder",
+        choices=["auto", "python"],
+        default="auto",
+        help="candidate search: Hyperscan where installed (default) or pure Python",
+    )
+    parser.add_argument(
         "--child-scan",
-        nargs=3,
-        metavar=("LOG", "STATE", "MODE"),
+        nargs=4,
+        metavar=("LOG", "STATE", "MODE", "FINDER"),
         help=argparse.SUPPRESS,
     )
     args = parser.parse_args()

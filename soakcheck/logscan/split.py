@@ -1,8 +1,8 @@
 """Reading a large range of a log file in two processes at once.
 
-A full scan of a large log is bound by one CPU: it happens at the first
-checkpoint of a window that reads from offset 0, and after a truncation. On
-Linux with two or more CPUs, a range of at least `SPLIT_MIN_BYTES` is cut at
+Reading a large range of a log is bound by one CPU. Such reads happen when
+a service logs heavily between checkpoints and when a scan starts from
+offset 0. On Linux with two or more CPUs, a range of at least `SPLIT_MIN_BYTES` is cut at
 a line boundary near its middle. A forked child scans the second part while
 this process scans the first, then this process adds the child's counts and
 evidence to its own, shifting line numbers by the lines of the first part.
