@@ -533,3 +533,31 @@ def test_deleted_file_is_reported_and_new_one_read(log: Path) -> None:
 
     assert deleted.possible_loss is True
     assert events_of(first, deleted, back) == once(range(1, 5))
+
+
+def test_unreadable_state_starts_a_first_scan(log: Path) -> None:
+    """A damaged stored position is reported, and the scan starts at the end."""
+    append(log, range(1, 3))
+    first = scan_log(log, None, from_start=False)
+    damaged = dict(first.state, offset=-5)
+    append(log, [3])
+
+    again = scan_log(log, damaged, from_start=False)
+
+    assert "unreadable" in again.events[0]
+    assert "started over as a first scan" in again.events[0]
+    assert "started at the end of app.log" in again.events[1]
+    assert again.error_records == 0
+
+
+def test_replaced_file_reports_changed_head(log: Path) -> None:
+    """A file replaced at the same inode is reported with its changed first bytes."""
+    append(log, range(1, 3))
+    first = scan(log, None)
+    with open(log, "r+b") as file:
+        file.write(b"X")
+
+    again = scan(log, first.state)
+
+    assert again.possible_loss is True
+    assert again.events[0].startswith("truncated: the first bytes of app.log changed")

@@ -106,9 +106,11 @@ class LogFollower:
         try:
             return WatchState.from_dict(previous)
         except (TypeError, ValueError) as exc:
+            # The scan then starts as a first scan, whose own event says
+            # where: offset 0, or the end of the file.
             self.events.append(
                 f"the stored position for {self.path} was unreadable ({exc}); "
-                "read the log again from offset 0"
+                "the scan started over as a first scan"
             )
             logger.warning("stored log state ignored path=%s error=%s", self.path, exc)
             return None
@@ -366,13 +368,14 @@ class LogFollower:
                 self._compressed(compressed, current)
                 return None
 
+        name = self.path.name
         if shrank:
-            change = f"shrank from {current.offset} to {info.st_size} bytes"
+            change = f"{name} shrank from {current.offset} to {info.st_size} bytes"
         else:
-            change = "its first bytes changed"
+            change = f"the first bytes of {name} changed"
         self._note_loss(
-            f"truncated: {self.path.name} {change}; read again from offset 0; lines "
-            "written between the last checkpoint and the truncation may be lost"
+            f"truncated: {change}; read again from offset 0; lines written "
+            "between the last checkpoint and the truncation may be lost"
         )
         if copy is None:
             return None

@@ -2,10 +2,11 @@
 
 Reading a large range of a log is bound by one CPU. Such reads happen when
 a service logs heavily between checkpoints and when a scan starts from
-offset 0. On Linux with two or more CPUs, a range of at least `SPLIT_MIN_BYTES` is cut at
-a line boundary near its middle. A forked child scans the second part while
-this process scans the first, then this process adds the child's counts and
-evidence to its own, shifting line numbers by the lines of the first part.
+offset 0. On Linux with two or more CPUs, a range of at least
+`SPLIT_MIN_BYTES` is cut at a line boundary near its middle. A forked child
+scans the second part while this process scans the first, then this process
+adds the child's counts and evidence to its own, shifting line numbers by
+the lines of the first part.
 
 The cut goes after a line that resets the classification context: a
 non-blank line that opens no error stack, whatever the line before it was.
