@@ -208,14 +208,10 @@ class ScanTally:
         self.errors_per_hour.update(part.errors_per_hour)
         self.errors_without_timestamp += part.errors_without_timestamp
 
-        for mine, theirs, limit in (
-            (self.error_samples, part.error_samples, self.sample_limit),
-            (self.fatal_samples, part.fatal_samples, self.sample_limit),
-            (self.error_lines, part.error_lines, self.line_limit),
-            (self.fatal_lines, part.fatal_lines, self.line_limit),
-        ):
-            room = max(limit - len(mine), 0)
-            mine.extend(_shifted(item, line_shift) for item in theirs[:room])
+        _extend(self.error_samples, part.error_samples, self.sample_limit, line_shift)
+        _extend(self.fatal_samples, part.fatal_samples, self.sample_limit, line_shift)
+        _extend(self.error_lines, part.error_lines, self.line_limit, line_shift)
+        _extend(self.fatal_lines, part.fatal_lines, self.line_limit, line_shift)
 
         if part.first_error is not None and self.first_error is None:
             self.first_error = _shifted(part.first_error, line_shift)
@@ -243,6 +239,12 @@ class ScanTally:
 
 def _shifted(item: _Lined, shift: int) -> _Lined:
     return replace(item, line=item.line + shift)
+
+
+def _extend(mine: list[_Lined], theirs: list[_Lined], limit: int, shift: int) -> None:
+    """Append shifted copies of `theirs` to `mine` while it has fewer than `limit`."""
+    room = max(limit - len(mine), 0)
+    mine.extend(_shifted(item, shift) for item in theirs[:room])
 
 
 def _keep(items: list[_Item], item: _Item, limit: int) -> None:

@@ -30,7 +30,7 @@ from soakcheck.logscan.classify import (
 try:
     import hyperscan
 except ImportError:  # pragma: no cover - depends on the platform's wheels
-    hyperscan = None
+    hyperscan = None  # type: ignore[assignment]
 
 logger = logging.getLogger(__name__)
 
