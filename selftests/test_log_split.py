@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import logging
+import time
 from pathlib import Path
 
 import pytest
 
 from selftests.test_log_classify import NOW, mixed_sample_log
-from soakcheck.logscan import LineClassifier, scan_log, split
+from soakcheck.logscan import LineClassifier, consume, scan_log, split
 
 pytestmark = pytest.mark.skipif(
     not split.can_split(), reason="reading in two processes needs Linux and 2 CPUs"
@@ -117,3 +118,32 @@ def test_failed_child_falls_back_to_serial(
 
     assert comparable(shared) == comparable(serial)
     assert "disk read failed" in caplog.text
+
+
+def test_failed_first_part_stops_the_child(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An error in this process's part stops the child instead of leaving it."""
+    path = mixed_sample_log(tmp_path / "app.log")
+    started: list[split.SplitRead] = []
+    original_init = split.SplitRead.__init__
+
+    def remember(self, *args, **kwargs) -> None:
+        original_init(self, *args, **kwargs)
+        started.append(self)
+
+    def failing_read(*args, **kwargs) -> None:
+        raise OSError("read failed")
+
+    def slow_child(*args) -> None:
+        time.sleep(60)
+
+    monkeypatch.setattr(split, "_scan_part", slow_child)
+    monkeypatch.setattr(split.SplitRead, "__init__", remember)
+    monkeypatch.setattr(consume.FileConsumer, "_read_range", failing_read)
+
+    with pytest.raises(OSError, match="read failed"):
+        scan(path, split_min_bytes=1)
+
+    assert len(started) == 1
+    assert not started[0]._process.is_alive()

@@ -90,7 +90,11 @@ class FileConsumer:
         if split is None:
             self._read_range(file, state, label, stop)
         else:
-            self._read_range(file, state, label, split.cut)
+            try:
+                self._read_range(file, state, label, split.cut)
+            except BaseException:
+                split.cancel()
+                raise
             part = split.result()
             if part is None:
                 self._read_range(file, state, label, stop)

@@ -145,6 +145,10 @@ class SplitRead:
             name="soakcheck-log-split",
             daemon=True,
         )
+        # Unflushed output would otherwise be written twice: once by each
+        # process that holds a copy of the buffer.
+        sys.stdout.flush()
+        sys.stderr.flush()
         self._started = time.monotonic()
         self._process.start()
         sender.close()
@@ -174,6 +178,13 @@ class SplitRead:
             self._stop_child()
 
         return part
+
+    def cancel(self) -> None:
+        """Stop the child without waiting for its part, when the first part failed."""
+        self._receiver.close()
+        self._process.kill()
+        self._process.join()
+        logger.debug("split read cancelled cut=%d stop=%d", self.cut, self.stop)
 
     def _stop_child(self) -> None:
         self._process.join(timeout=5)
