@@ -44,6 +44,7 @@ from soakcheck.logscan import (  # noqa: E402
     LineKind,
     classify_lines,
     consume,
+    reconciliation_patterns,
     scan_log,
 )
 from soakcheck.logscan.prefilter import PythonFinder  # noqa: E402
@@ -269,7 +270,11 @@ def child_scan(path: str, state_out: str, mode: str, finder: str) -> None:
         consume.default_finder = PythonFinder
     split_min_bytes = SPLIT_MIN_BYTES if mode == "split" else None
     started = time.perf_counter()
-    result = scan_log(path, None, split_min_bytes=split_min_bytes)
+    # The checklist's settings: the default worker phrase and the nightly
+    # job's start and completion phrases.
+    result = scan_log(
+        path, None, patterns=reconciliation_patterns(), split_min_bytes=split_min_bytes
+    )
     elapsed = time.perf_counter() - started
     Path(state_out).write_text(json.dumps(result.state))
     figures = {
@@ -305,7 +310,7 @@ def append_scans(path: Path, state: dict, block: bytes) -> list[float]:
         with open(path, "ab") as file:
             file.write(piece)
         started = time.perf_counter()
-        result = scan_log(path, state)
+        result = scan_log(path, state, patterns=reconciliation_patterns())
         timings.append((time.perf_counter() - started) * 1000)
         state = result.state
 

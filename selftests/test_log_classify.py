@@ -501,3 +501,35 @@ def test_reconciliation_schedule_is_validated() -> None:
             datetime(2026, 12, 5, 4, 0, tzinfo=UTC),
             schedule="3am",
         )
+
+
+def test_finders_agree_on_patterns_and_worker(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Phrases searched in the Hyperscan pass match as the Python search does."""
+    if prefilter.hyperscan is None:
+        pytest.skip("hyperscan is not installed on this platform")
+    path = mixed_sample_log(tmp_path / "mixed.log")
+    with open(path, "ab") as file:
+        file.write(b"job job job ERROR [x] a.b*c\nxx ab ab ab\n")
+    patterns = {
+        "phrase": "job",
+        "repeats": "ab ab",
+        "regex": r"ERROR \[\w\]",
+        "dots": "a.b*c",
+    }
+    # "ab ab" overlaps itself and "a.b*c" is a regular expression, so both
+    # stay with the Python search; "job" is searched in the Hyperscan pass.
+    results = {}
+    for finder in (PythonFinder, HyperscanFinder):
+        monkeypatch.setattr(consume, "default_finder", finder)
+        scan = scan_log(path, None, worker_pattern="job", patterns=patterns)
+        results[finder.name] = scan.as_dict()
+        results[finder.name]["state"].pop("scanned_at")
+
+    lines = path.read_bytes().split(b"\n")
+    assert results["hyperscan"] == results["python"]
+    assert results["python"]["worker_matches"] == path.read_bytes().count(b"job")
+    for name, phrase in (("phrase", b"job"), ("repeats", b"ab ab")):
+        with_phrase = sum(1 for line in lines if phrase in line)
+        assert results["python"]["match_counts"][name] == with_phrase

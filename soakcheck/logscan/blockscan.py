@@ -79,6 +79,13 @@ class PatternSearch:
         if re.escape(pattern).replace("\\ ", " ") == pattern:
             self.literal = pattern.encode()
 
+        # A phrase that cannot overlap itself has as many matches as a
+        # search engine that reports overlapping ones finds, so a finder can
+        # search it together with the candidate patterns.
+        self.shared_literal: bytes | None = None
+        if self.literal is not None and not _overlaps_itself(self.literal):
+            self.shared_literal = self.literal
+
         try:
             self.regex = re.compile(pattern.encode(), re.MULTILINE)
         except re.error as exc:
@@ -87,9 +94,20 @@ class PatternSearch:
                 f"({exc}); fix the pattern"
             ) from exc
 
-    def line_starts(self, buffer: bytes) -> list[int]:
-        """Return the start offsets of the lines that match, in order."""
+    def line_starts(self, buffer: bytes, ends: list[int] | None = None) -> list[int]:
+        """Return the start offsets of the lines that match, in order.
+
+        `ends` are the end offsets of this phrase's matches when a finder
+        already searched it.
+        """
         starts: list[int] = []
+        if ends is not None:
+            for end in ends:
+                start = buffer.rfind(b"\n", 0, end - 1) + 1
+                if not starts or starts[-1] != start:
+                    starts.append(start)
+            return starts
+
         if self.literal is not None:
             found = buffer.find(self.literal)
             while found != -1:
@@ -104,9 +122,17 @@ class PatternSearch:
 
         return starts
 
-    def count_and_last(self, buffer: bytes) -> tuple[int, int | None]:
-        """Return the number of matches in the buffer and the start of the last line."""
-        if self.literal is not None:
+    def count_and_last(
+        self, buffer: bytes, ends: list[int] | None = None
+    ) -> tuple[int, int | None]:
+        """Return the number of matches in the buffer and the start of the last line.
+
+        `ends` are as for `line_starts`.
+        """
+        if ends is not None:
+            count = len(ends)
+            last = ends[-1] - len(self.shared_literal or b"") if ends else -1
+        elif self.literal is not None:
             count = buffer.count(self.literal)
             last = buffer.rfind(self.literal)
         else:
@@ -120,6 +146,11 @@ class PatternSearch:
             return count, None
 
         return count, buffer.rfind(b"\n", 0, last) + 1
+
+
+def _overlaps_itself(phrase: bytes) -> bool:
+    """Return whether a proper prefix of `phrase` is also its suffix ("abab")."""
+    return any(phrase.endswith(phrase[:size]) for size in range(1, len(phrase)))
 
 
 @dataclass
@@ -223,10 +254,10 @@ class ScanTally:
             self.worker_last = _shifted(part.worker_last, line_shift)
 
         for name, matches in part.matches.items():
-            kept = self.matches.setdefault(name, [])
-            room = max(self.match_limit - len(kept), 0)
+            collected = self.matches.setdefault(name, [])
+            room = max(self.match_limit - len(collected), 0)
             for match in matches[:room]:
-                kept.append(
+                collected.append(
                     replace(
                         match,
                         line=match.line + line_shift,
@@ -300,23 +331,36 @@ class BlockScanner:
         self.line_cap = line_cap
         self.finder = finder or default_finder()
         self._first_sequence = 0
+        # Phrases the finder searches in its own pass.
+        searches = ([worker] if worker is not None else []) + self.patterns
+        self._shared_searches = [item for item in searches if item.shared_literal]
+        self._shared = tuple(
+            item.shared_literal or b"" for item in self._shared_searches
+        )
 
     def feed(self, chunk: Chunk) -> None:
         """Count the lines of `chunk` and move the state past them."""
         buffer = b"\n" + clean_block(chunk.data, file_start=chunk.start == 0)
         # With a custom level pattern any line may match it.
-        found = self.finder.find(buffer, every_line=self.classifier.custom is not None)
+        found = self.finder.find(
+            buffer,
+            every_line=self.classifier.custom is not None,
+            literals=self._shared,
+        )
+        ends: dict[PatternSearch, list[int]] = {}
+        if found.literal_ends is not None:
+            ends = dict(zip(self._shared_searches, found.literal_ends, strict=True))
         # Pattern matches are numbered across files from the lines read before.
         self._first_sequence = self.tally.lines_read - self.state.line
 
-        hits = self._pattern_hits(buffer)
+        hits = self._pattern_hits(buffer, ends)
         lines = self._classify(found.buffer, buffer, found.starts, hits)
         self.tally.lines_read += lines
         self.tally.records += lines - found.non_record_starts
         self.state.line += lines
         self.state.offset = chunk.end
         if self.worker is not None:
-            self._note_worker(buffer)
+            self._note_worker(buffer, ends.get(self.worker))
 
     def _classify(
         self, reduced: bytes, buffer: bytes, starts: list[int], hits: list[_Hit]
@@ -390,13 +434,15 @@ class BlockScanner:
         line += newlines.count(counted_to) - 1
         return line - self.state.line
 
-    def _pattern_hits(self, buffer: bytes) -> list[_Hit]:
+    def _pattern_hits(
+        self, buffer: bytes, ends: dict[PatternSearch, list[int]]
+    ) -> list[_Hit]:
         if not self.patterns:
             return []
 
         hits = []
         for search in self.patterns:
-            for start in search.line_starts(buffer):
+            for start in search.line_starts(buffer, ends.get(search)):
                 hits.append(_Hit(0, search.name, start))
         if not hits:
             return []
@@ -436,12 +482,12 @@ class BlockScanner:
         )
         self.tally.add_match(hit.name, match)
 
-    def _note_worker(self, buffer: bytes) -> None:
+    def _note_worker(self, buffer: bytes, ends: list[int] | None) -> None:
         """Count worker matches and keep the last one; runs after the state moved on."""
         if self.worker is None:
             return
 
-        count, last = self.worker.count_and_last(buffer)
+        count, last = self.worker.count_and_last(buffer, ends)
         if last is None:
             return
 

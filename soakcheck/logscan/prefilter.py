@@ -34,8 +34,10 @@ except ImportError:  # pragma: no cover - depends on the platform's wheels
 
 logger = logging.getLogger(__name__)
 
-# Compiled Hyperscan databases, one per thread (see `HyperscanFinder`).
+# Compiled Hyperscan databases, one per thread and set of phrases (see
+# `HyperscanFinder`). A scan has one set, so the cache stays small.
 _THREAD_DATABASES = threading.local()
+_MAX_DATABASES = 16
 
 # A pino or bunyan line whose first member is a numeric level below 40. Such
 # a line is an info or debug record whatever its message, unless a second
@@ -152,11 +154,15 @@ class BlockLines:
     low-level pino lines replaced by `PLACEHOLDER`. `starts` are the sorted
     start offsets of the lines to classify, and `non_record_starts` counts
     the lines that start no record (blank, indented or closing brackets).
+    `literal_ends` lists, for each phrase the finder was given, the end
+    offsets of its matches in order, or is None when the finder did not
+    search the phrases.
     """
 
     buffer: bytes
     starts: list[int]
     non_record_starts: int
+    literal_ends: list[list[int]] | None = None
 
 
 class PythonFinder:
@@ -164,7 +170,13 @@ class PythonFinder:
 
     name = "python"
 
-    def find(self, buffer: bytes, *, every_line: bool = False) -> BlockLines:
+    def find(
+        self,
+        buffer: bytes,
+        *,
+        every_line: bool = False,
+        literals: tuple[bytes, ...] = (),
+    ) -> BlockLines:
         reduced = reduce_block(buffer)
         starts = all_line_starts(reduced) if every_line else candidate_starts(reduced)
         return BlockLines(reduced, starts, count_non_record_starts(reduced))
@@ -205,10 +217,18 @@ class HyperscanFinder:
                 "the hyperscan module is not installed; install it or use PythonFinder"
             )
 
-    def _database(self):
-        database = getattr(_THREAD_DATABASES, "database", None)
+    def _database(self, literals: tuple[bytes, ...]):
+        databases = getattr(_THREAD_DATABASES, "by_literals", None)
+        if databases is None:
+            databases = _THREAD_DATABASES.by_literals = {}
+
+        database = databases.get(literals)
         if database is None:
-            expressions = [_HS_CANDIDATE, *_HS_NON_RECORD]
+            # Each byte is escaped, so a phrase is matched as it is written.
+            escaped = [
+                b"".join(b"\\x%02x" % byte for byte in item) for item in literals
+            ]
+            expressions = [_HS_CANDIDATE, *_HS_NON_RECORD, *escaped]
             database = hyperscan.Database()
             database.compile(
                 expressions=expressions,
@@ -216,10 +236,18 @@ class HyperscanFinder:
                 elements=len(expressions),
                 flags=0,
             )
-            _THREAD_DATABASES.database = database
+            if len(databases) >= _MAX_DATABASES:
+                databases.clear()
+            databases[literals] = database
         return database
 
-    def find(self, buffer: bytes, *, every_line: bool = False) -> BlockLines:
+    def find(
+        self,
+        buffer: bytes,
+        *,
+        every_line: bool = False,
+        literals: tuple[bytes, ...] = (),
+    ) -> BlockLines:
         if every_line:
             return BlockLines(
                 buffer, all_line_starts(buffer), count_non_record_starts(buffer)
@@ -227,18 +255,21 @@ class HyperscanFinder:
 
         ends: list[int] = []
         non_record: list[int] = []
-        found = (ends, non_record, non_record)
+        literal_ends: list[list[int]] = [[] for _ in literals]
+        found = (ends, non_record, non_record, *literal_ends)
 
         def on_match(expression: int, _start: int, end: int, _flags, _ctx) -> None:
             found[expression].append(end)
 
-        self._database().scan(buffer, match_event_handler=on_match)
+        self._database(literals).scan(buffer, match_event_handler=on_match)
 
         # Each end offset is just past a line's newline, so the line start is one
         # backward search away. Sorting keeps the order whatever the report order.
         ends.sort()
+        for matches in literal_ends:
+            matches.sort()
         starts = [buffer.rfind(b"\n", 0, end - 1) + 1 for end in ends]
-        return BlockLines(buffer, starts, len(non_record))
+        return BlockLines(buffer, starts, len(non_record), literal_ends)
 
 
 def default_finder() -> PythonFinder | HyperscanFinder:
