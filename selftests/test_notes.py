@@ -137,6 +137,18 @@ def test_secret_in_note_masked(tmp_path: Path) -> None:
     assert "sk_live_" in stored
 
 
+def test_control_codes_in_note_removed(tmp_path: Path) -> None:
+    """Colour codes and control characters pasted into a note are not stored."""
+    window = make_window(tmp_path)
+
+    entry = add_note(
+        window.directory, "\x1b[31mred\x1b[0m text\x07 and\ttab", moment=START
+    )
+
+    assert entry["text"] == "red text and\ttab"
+    assert "\\u001b" not in (window.directory / NOTES_FILE).read_text()
+
+
 def test_time_without_offset_is_utc() -> None:
     """An ISO time without an offset is taken as UTC."""
     moment = parse_time("2026-12-04T10:00", "--planned-from")
@@ -156,6 +168,29 @@ def test_invalid_line_skipped(tmp_path: Path) -> None:
     notebook = read_notes(window.directory)
 
     assert [entry["text"] for entry in notebook.entries] == ["first", "second"]
+
+
+@pytest.mark.parametrize(
+    ("start", "end", "message"),
+    [
+        ("0001-01-01T00:00", "9999-12-31T00:00", "longer than the window"),
+        ("2026-11-01T00:00", "2026-11-01T01:00", "outside the window"),
+    ],
+    ids=["all-time", "before-window"],
+)
+def test_cli_rejects_planned_period_beyond_window(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], start, end, message
+) -> None:
+    """A planned period outside the window or longer than it is rejected."""
+    window = make_window(tmp_path)
+    arguments = ["note", "--reports", str(tmp_path), "--window", window.id]
+    arguments += ["--planned-from", start, "--planned-to", end, "--reason", "r"]
+
+    code = main(arguments)
+
+    assert code != 0
+    assert message in capsys.readouterr().err
+    assert read_notes(window.directory).planned == []
 
 
 def test_cli_adds_planned_period(tmp_path: Path) -> None:

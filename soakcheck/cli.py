@@ -214,6 +214,7 @@ def command_note(args: argparse.Namespace) -> int:
                 parse_time(args.planned_to, "--planned-to"),
                 args.reason,
                 author=args.author,
+                window=(window.start, window.end),
             )
     except NoteError as error:
         print(f"soakcheck note: {error}", file=sys.stderr)

@@ -22,6 +22,7 @@ import getpass
 import json
 import logging
 import os
+import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -153,13 +154,21 @@ def add_planned(
     *,
     author: str | None = None,
     moment: datetime | None = None,
+    window: tuple[datetime, datetime] | None = None,
 ) -> dict[str, Any]:
-    """Declare a planned maintenance period, such as a deploy with a restart."""
+    """Declare a planned maintenance period, such as a deploy with a restart.
+
+    `window` is the window's start and end. When given, the period must
+    overlap it and be no longer than it, because a planned period excuses
+    every failure it covers.
+    """
     if end <= start:
         raise NoteError(
             f"--planned-to ({end.isoformat()}) must be later than --planned-from "
             f"({start.isoformat()})"
         )
+    if window is not None:
+        _check_within(start, end, *window)
     entry = {
         "kind": "planned",
         "from": start.isoformat(),
@@ -169,9 +178,32 @@ def add_planned(
     return _append(directory, entry, author, moment)
 
 
+# Terminal control sequences and control characters other than tab and
+# newline. Pasted from a coloured terminal, they would garble the reports.
+_CONTROL_RE = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|[\x00-\x08\x0b-\x1f\x7f]")
+
+
+def _check_within(
+    start: datetime, end: datetime, window_start: datetime, window_end: datetime
+) -> None:
+    period = f"{start.isoformat()} to {end.isoformat()}"
+    bounds = f"{window_start.isoformat()} to {window_end.isoformat()}"
+    if end <= window_start or start >= window_end:
+        raise NoteError(
+            f"planned period {period} is outside the window ({bounds}); give the "
+            "maintenance's start and end within the window"
+        )
+    if end - start > window_end - window_start:
+        raise NoteError(
+            f"planned period {period} is longer than the window ({bounds}); give "
+            "the maintenance's own start and end, as it excuses every failure "
+            "it covers"
+        )
+
+
 def _required_text(text: str, name: str) -> str:
-    """Return the text stripped and with secrets masked, or raise NoteError."""
-    text = mask_secrets(text.strip())
+    """Return the text cleaned, stripped and with secrets masked, or raise NoteError."""
+    text = mask_secrets(_CONTROL_RE.sub("", text).strip())
     if not text:
         raise NoteError(f"{name} is empty; write what happened or why")
     if len(text) > MAX_TEXT:
