@@ -72,6 +72,9 @@ def test_report_reads_like_checklist(shared_stack: Stack, tmp_path: Path) -> Non
     assert "&amp;lt; 50 MB" in page
     assert "health.service[webhookQueue]" in page
     assert "selftest" in page
+    # A skipped check's reason reads as a sentence, not as a Python tuple.
+    assert "log baseline was just set (test_logs.py:" in page
+    assert "&amp;#x27;Skipped: " not in page
 
 
 def test_summary_line_printed(shared_stack: Stack, tmp_path: Path) -> None:

@@ -566,3 +566,13 @@ def pytest_html_results_table_row(report: pytest.TestReport, cells: list[str]) -
     cells.insert(2, f"<td>{html.escape(measured)}</td>")
     cells.insert(3, f"<td>{html.escape(threshold)}</td>")
     cells.insert(4, f'<td class="col-severity">{html.escape(severity)}</td>')
+
+
+def pytest_html_results_table_html(report: pytest.TestReport, data: list[str]) -> None:
+    """Show a skipped check's reason as a sentence, not as pytest's raw tuple."""
+    if not (report.skipped and isinstance(report.longrepr, tuple) and data):
+        return
+
+    path, line, reason = report.longrepr
+    reason = str(reason).removeprefix("Skipped: ")
+    data[0] = html.escape(f"Skipped: {reason} ({Path(path).name}:{line})") + "\n"
