@@ -426,3 +426,19 @@ def test_live_tls(tmp_path: Path) -> None:
 
     assert facts.ping_ok
     assert facts.url == url
+
+
+def test_live_tls_url_to_plain_server(tmp_path: Path) -> None:
+    """A rediss:// URL for a plain Redis times out with a hint to use redis://."""
+    plain = RedisServer(tmp_path)
+    plain.wait_ready()
+    url = f"rediss://127.0.0.1:{plain.port}/0"
+
+    try:
+        facts = read_redis_facts(connect(url, timeout_s=0.5))
+    finally:
+        plain.stop()
+
+    assert not facts.ping_ok
+    assert facts.ping_error is not None
+    assert "write the URL as redis://" in facts.ping_error
