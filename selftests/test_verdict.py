@@ -185,8 +185,25 @@ def test_unreadable_record_skipped(tmp_path: Path) -> None:
     (window.directory / "hour-04.json").write_text('{"schema": 1, "results": [')
 
     verdict = decide(window, moment=after(window))
+    unreadable = [r for r in verdict.reasons if r.kind == "unreadable"]
 
     assert verdict.missed_slots == ["Hour 4"]
+    assert len(unreadable) == 1
+    assert unreadable[0].text.endswith(": hour-04.json")
+
+
+def test_all_records_unreadable_named(tmp_path: Path) -> None:
+    """A window whose records are all unreadable names each file in the verdict."""
+    window = make_window(tmp_path)
+    for name in ("hour-00.json", "hour-02.json"):
+        (window.directory / name).write_text("not json")
+
+    verdict = decide(window, moment=after(window))
+    texts = [reason.text for reason in verdict.reasons]
+
+    assert verdict.decision == "CONDITIONAL"
+    assert any(text.endswith(": hour-00.json, hour-02.json") for text in texts)
+    assert any("unreadable checkpoint records" in step for step in verdict.next_steps)
 
 
 def _uptime_reset() -> list[dict]:

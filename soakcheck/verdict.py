@@ -110,7 +110,7 @@ class Reason:
     text: str
     check: str = ""
     slot: str = ""
-    kind: str = ""  # issue, trend, missed, p0, unfinished or empty
+    kind: str = ""  # issue, trend, missed, p0, unfinished, empty or unreadable
 
 
 @dataclass
@@ -202,14 +202,24 @@ def decide(
     notebook = read_notes(window.directory)
 
     collector = _Collector(window, notebook, policy)
-    for record in records if records is not None else iter_records(window):
+    unreadable: list[str] = []
+    for record in records if records is not None else iter_records(window, unreadable):
         collector.add(record)
     collector.finish()
-    return _judge(window, collector, notebook, policy, required_p0, moment)
+    verdict = _judge(window, collector, notebook, policy, required_p0, moment)
+    if unreadable:
+        _add_unreadable(verdict, sorted(unreadable))
+    return verdict
 
 
-def iter_records(window: Window) -> Iterator[dict[str, Any]]:
-    """Yield a window's readable checkpoint records, in no particular order."""
+def iter_records(
+    window: Window, unreadable: list[str] | None = None
+) -> Iterator[dict[str, Any]]:
+    """Yield a window's readable checkpoint records, in no particular order.
+
+    The names of record files that cannot be read are appended to
+    `unreadable` when it is given.
+    """
     if not window.directory.is_dir():
         return
     for path in window.directory.glob(f"*{RECORD_SUFFIX}"):
@@ -218,6 +228,28 @@ def iter_records(window: Window) -> Iterator[dict[str, Any]]:
         record = read_record(path)
         if record is not None:
             yield record
+        elif unreadable is not None:
+            unreadable.append(path.name)
+
+
+def _add_unreadable(verdict: Verdict, names: list[str]) -> None:
+    """Make unreadable record files a CONDITIONAL reason that names them."""
+    shown = ", ".join(names[:10]) + (
+        f" and {len(names) - 10} more" if len(names) > 10 else ""
+    )
+    verdict.reasons.append(
+        Reason(
+            CONDITIONAL,
+            f"{len(names)} checkpoint record(s) could not be read and were not "
+            f"counted: {shown}",
+            kind="unreadable",
+        )
+    )
+    if verdict.decision == APPROVED:
+        verdict.decision = CONDITIONAL
+    verdict.next_steps = next_steps(
+        verdict.decision, verdict.reasons, verdict.window["id"]
+    )
 
 
 def _judge(
@@ -952,6 +984,11 @@ def next_steps(decision: str, reasons: list[Reason], window_id: str) -> list[str
         steps.append("Wait for the remaining slots, then run `make verdict` again.")
     if "empty" in kinds:
         steps.append("Record checkpoints with `make check` or `make monitor`.")
+    if "unreadable" in kinds:
+        steps.append(
+            "Restore or remove the unreadable checkpoint records named above; "
+            "the log of `make verdict` says what is wrong with each."
+        )
     steps.append("Decide with the approver whether the remaining risk allows go-live.")
     return steps
 
