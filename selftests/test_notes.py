@@ -7,7 +7,13 @@ from pathlib import Path
 
 import pytest
 
-from selftests.verdict_windows import START, make_window
+from selftests.verdict_windows import (
+    START,
+    add_record,
+    healthy_results,
+    make_window,
+    result,
+)
 from soakcheck.cli import main
 from soakcheck.notes import (
     NOTES_FILE,
@@ -235,3 +241,23 @@ def test_cli_resolve_without_reason(
     assert code == 3
     assert "--reason is required" in capsys.readouterr().err
     assert not (window.directory / NOTES_FILE).exists()
+
+
+def test_cli_resolve_needs_a_failure(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`note --resolve` accepts a check that failed and rejects one that did not."""
+    window = make_window(tmp_path)
+    failing = healthy_results() + [result("logs.errors[app.log]", "failed", value=3)]
+    add_record(window, 0, failing)
+    arguments = ["note", "--reports", str(tmp_path), "--window", window.id]
+
+    accepted = main([*arguments, "--resolve", "logs.errors", "--reason", "retry noise"])
+    rejected = main([*arguments, "--resolve", "redis.memory", "--reason", "fine"])
+
+    assert accepted == 0
+    assert rejected == 3
+    assert "'redis.memory' has not failed" in capsys.readouterr().err
+    assert [r.check for r in read_notes(window.directory).resolutions] == [
+        "logs.errors"
+    ]

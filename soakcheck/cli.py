@@ -175,6 +175,18 @@ def command_demo(args: argparse.Namespace) -> int:
     )
 
 
+def _failed_checks(directory: Path) -> set[str]:
+    """Return the ids of the checks that failed in a window's records so far."""
+    from soakcheck.record import list_records
+
+    return {
+        result["check"]
+        for record in list_records(directory)
+        for result in record.get("results", [])
+        if result.get("outcome") == "failed"
+    }
+
+
 def command_note(args: argparse.Namespace) -> int:
     from soakcheck.notes import (
         NoteError,
@@ -203,7 +215,11 @@ def command_note(args: argparse.Namespace) -> int:
             raise NoteError("--reason is required with --resolve and --planned-*")
         elif args.resolve:
             entry = add_resolution(
-                window.directory, args.resolve, args.reason, author=args.author
+                window.directory,
+                args.resolve,
+                args.reason,
+                author=args.author,
+                failed_checks=_failed_checks(window.directory),
             )
         elif args.planned_from is None or args.planned_to is None:
             raise NoteError("--planned-from and --planned-to go together")

@@ -129,8 +129,14 @@ def add_resolution(
     *,
     author: str | None = None,
     moment: datetime | None = None,
+    failed_checks: set[str] | None = None,
 ) -> dict[str, Any]:
-    """Mark a check's failures so far as resolved, with the reason."""
+    """Mark a check's failures so far as resolved, with the reason.
+
+    `failed_checks` are the ids of the checks that failed in the window so
+    far. When given, a check that matches none of them is rejected, because
+    its resolution would cover nothing.
+    """
     try:
         spec_for(check)
     except KeyError:
@@ -138,6 +144,14 @@ def add_resolution(
             f"--resolve: unknown check {check!r}; use a check id from the report, "
             f"such as logs.errors or logs.errors[app.log]"
         ) from None
+    if failed_checks is not None and not any(
+        check in (failed, family_of(failed)) for failed in failed_checks
+    ):
+        failed = ", ".join(sorted(failed_checks)[:10]) or "none"
+        raise NoteError(
+            f"--resolve: {check!r} has not failed in this window, so there is "
+            f"nothing to resolve; checks that failed so far: {failed}"
+        )
     entry = {
         "kind": "resolution",
         "check": check,
