@@ -200,6 +200,26 @@ def test_alerts_again_after_relapse(receiver: Receiver, window_dir: Path) -> Non
     assert len(receiver.posts) == 3
 
 
+def test_escalation_alerts_again(receiver: Receiver, window_dir: Path) -> None:
+    """A warning that turns critical alerts again, and not back down to warning."""
+    warning = result("backend.memory", severity="warning", value=600)
+    critical = result("backend.memory", severity="critical", value=1200)
+
+    for hour, failing in ((2, warning), (4, critical), (6, critical), (8, warning)):
+        notify_checkpoint(window_dir, record_at(hour, failing), receiver.url, **FAST)
+    notify_checkpoint(
+        window_dir, record_at(10, passing("backend.memory")), receiver.url, **FAST
+    )
+
+    severities = [(e["kind"], e["severity"]) for e in history(window_dir)]
+    assert severities == [
+        ("alert", "warning"),
+        ("alert", "critical"),
+        ("resolved", "critical"),
+    ]
+    assert receiver.texts()[1].startswith("CRITICAL: backend.memory")
+
+
 @pytest.mark.parametrize(
     ("severity", "outcome", "posts"),
     [

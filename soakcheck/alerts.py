@@ -2,9 +2,10 @@
 
 A condition is a check id. When a critical or warning check fails, one alert
 goes to a Slack incoming webhook. While the check keeps failing at later
-checkpoints nothing more is sent. When it passes again, one resolved message
-follows, and a later relapse alerts again. Info checks and skipped checks
-never alert.
+checkpoints nothing more is sent, unless it fails at a worse severity
+(`backend.memory` from warning to critical), which alerts again. When it
+passes again, one resolved message follows, and a later relapse alerts
+again. Info checks and skipped checks never alert.
 
 The window's `alerts.json` stores every delivery attempt, so the state
 survives between checkpoint processes. Only delivered messages count: an
@@ -258,13 +259,20 @@ def pending_notices(
         outcome = result.get("outcome")
         severity = result.get("severity")
         if outcome == "failed" and severity in ALERT_SEVERITIES:
-            if check not in alerted:
+            opened = alerted.get(check)
+            if opened is None or _escalated(opened.get("severity"), severity):
                 notices.append(Notice("alert", result, severity))
         elif outcome == "passed" and check in alerted:
             opened = alerted[check]
             severity = opened.get("severity") or severity or "warning"
             notices.append(Notice("resolved", result, severity, opened.get("slot")))
     return sorted(notices, key=lambda n: _SEVERITY_RANK.get(n.severity, 2))
+
+
+def _escalated(alerted_severity: object, severity: str) -> bool:
+    """Return whether `severity` is worse than that of the open alert."""
+    alerted_rank = _SEVERITY_RANK.get(str(alerted_severity), len(_SEVERITY_RANK))
+    return _SEVERITY_RANK[severity] < alerted_rank
 
 
 def build_message(
