@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from soakcheck.logscan import (
+    Level,
     LineClassifier,
     LineKind,
     LogScan,
@@ -141,6 +142,23 @@ TRICKY_LINES = [
     b"WARN disk at 81 %",
     b"(node:42) Warning: a promise was rejected",
     b"\xff\xfe invalid bytes then FATAL",
+    # Level values in unusual JSON forms, and values that once raised.
+    b'{"level":" 60"}',
+    b'{"level":"\\n60"}',
+    b'{"level":050}',
+    b'{"level":"050"}',
+    b'{"level":5e1}',
+    b'{"level":Infinity}',
+    b'{"level":39.99999999999999999}',
+    b'{"level":"\\u0065rror"}',
+    b'{"\\u006cevel":50}',
+    b'{"level":\x1c50 broken',
+    b'{"level":"--50","msg":"error"}',
+    '{"level":"\u00b2","msg":"error"}'.encode(),
+    '{"level":\u0665\u0660}'.encode(),
+    b'{"level":1' + b"0" * 5000 + b"}",
+    b'{"level":"error","time":"0001-01-01T00:00:00+05:00"}',
+    b"0001-01-01T00:30:00+01:00 ERROR before year 1 in UTC",
 ]
 
 
@@ -295,6 +313,15 @@ def test_custom_pattern_finds_other_levels(tmp_path: Path) -> None:
 
     assert plain.error_records == 0
     assert custom.error_records == 1
+
+
+def test_custom_level_that_is_not_a_number() -> None:
+    """A custom level like "--5" is an unknown level, not an exception."""
+    classifier = LineClassifier(r"lvl=(?P<level>\S+)")
+
+    found = classifier.classify("lvl=--5 boom")
+
+    assert found.level is Level.UNKNOWN
 
 
 def test_custom_pattern_without_level_group_is_rejected() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import multiprocessing
 import time
 from pathlib import Path
 
@@ -147,3 +148,20 @@ def test_failed_first_part_stops_the_child(
 
     assert len(started) == 1
     assert not started[0]._process.is_alive()
+
+
+def _scan_in_worker(path: str) -> int:
+    return scan_log(path, None, split_min_bytes=1).error_records
+
+
+def test_pool_worker_reads_alone(tmp_path: Path) -> None:
+    """A scan in a daemonic pool worker, which may not fork, reads serially."""
+    path = tmp_path / "app.log"
+    path.write_bytes(
+        b"ok\n" * 1000 + b"2026-12-04T03:00:00Z ERROR x\n" + b"ok\n" * 1000
+    )
+
+    with multiprocessing.get_context("fork").Pool(1) as pool:
+        errors = pool.apply(_scan_in_worker, (str(path),))
+
+    assert errors == 1

@@ -17,6 +17,7 @@ from soakcheck.logscan.classify import (
     LineKind,
     decode_line,
     level_from_number,
+    parse_number,
 )
 from soakcheck.logscan.evidence import LineRef, LogLine, PatternMatch, evidence_text
 from soakcheck.logscan.newlines import Newlines
@@ -50,7 +51,7 @@ def _pino_class(buffer: bytes, start: int, end: int) -> LineClass | None:
     if match is None or buffer.count(b'"level"', start, end) != 1:
         return None
 
-    level = level_from_number(int(match.group(1)))
+    level = level_from_number(parse_number(match.group(1).decode()))
     return _PINO_CLASSES.get(level)
 
 

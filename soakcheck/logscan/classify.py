@@ -131,12 +131,21 @@ _ERROR_HEADER_ANYWHERE_RE = re.compile(r"(?:^|(?<=\s))" + _ERROR_HEADER)
 CLOSING_BRACKETS_PATTERN = r"[)\]}]+[,;]?[ \t]*"
 _CLOSING_BRACKETS_RE = re.compile(CLOSING_BRACKETS_PATTERN)
 
+# Numbers and spaces are ASCII only, as in JSON. The candidate searches of
+# the `prefilter` module look for the same forms.
 _LEVEL_MEMBER_RE = re.compile(
-    r'"(?:level|severity)"\s*:\s*(?:(?P<number>-?\d+(?:\.\d+)?)|"(?P<word>[^"]*)")'
+    r'"(?:level|severity)"[ \t]*:[ \t]*'
+    r'(?:(?P<number>-?[0-9]+(?:\.[0-9]+)?)|"(?P<word>[^"]*)")'
 )
 _LEADING_LEVEL_RE = re.compile(
-    r'\{"level":(?:(?P<number>-?\d+)|"(?P<word>[^"\\]*)")[,}]'
+    r'\{"level":(?:(?P<number>-?[0-9]+)|"(?P<word>[^"\\]*)")[,}]'
 )
+_INTEGER_RE = re.compile(r"-?[0-9]+")
+# Python's int() refuses strings of more than 4300 digits, and any level
+# past this length is far above 60 anyway.
+_MAX_INT_DIGITS = 18
+# What `level_from_value` strips around a level word: ASCII whitespace only.
+_LEVEL_SPACE = " \t\r\n\f\v"
 
 
 @dataclass(frozen=True, slots=True)
@@ -204,11 +213,18 @@ def level_from_value(value: object) -> Level:
     if level is not None:
         return level
 
-    word = ANSI_RE.sub("", value).strip().lower()
-    if word.lstrip("-").isdigit():
-        return level_from_number(int(word))
+    word = ANSI_RE.sub("", value).strip(_LEVEL_SPACE).lower()
+    if _INTEGER_RE.fullmatch(word):
+        return level_from_number(parse_number(word))
 
     return LEVEL_WORDS.get(word, Level.UNKNOWN)
+
+
+def parse_number(digits: str) -> int | float:
+    """Parse an ASCII integer of any length, a very long one as a float."""
+    if len(digits.lstrip("-")) > _MAX_INT_DIGITS:
+        return float(digits)
+    return int(digits)
 
 
 def clean_line_bytes(raw: bytes, *, first_in_file: bool = False) -> bytes:
@@ -297,7 +313,7 @@ class LineClassifier:
         if leading and text.count('"level"') == 1:
             number = leading.group("number")
             if number is not None:
-                level = level_from_number(int(number))
+                level = level_from_number(parse_number(number))
             else:
                 level = level_from_value(leading.group("word"))
             level = self._custom_or_unknown(text, level)

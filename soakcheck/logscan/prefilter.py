@@ -67,9 +67,18 @@ _NEEDLES = (
     b"panic",
     b"exception",
 )
-_HIGH_NUMERIC_LEVEL_RE = re.compile(
-    rb'"(?:level|severity|log\.level)"\s*:\s*"?(?:[4-9]\d|[1-9]\d{2,})'
+# A level member that may be 40 or more: a number from 40 up (leading zeros,
+# spaces and escaped spaces inside a string allowed), or any number with a
+# point or an exponent, or Infinity, which JSON parsing turns into a float.
+LEVEL_MEMBER_PATTERN = (
+    rb'"(?:level|severity|log\.level)"[ \t\r\f\v]*:[ \t\r\f\v]*"?'
+    rb"(?:[ \t\r\f\v]|\\[nrtf])*"
+    rb"(?:0*(?:[4-9][0-9]|[1-9][0-9]{2,})|-?[0-9]*\.|-?[0-9]+[eE]|Infinity)"
 )
+# A JSON escape of an ASCII character, which could spell a level word or a
+# "level" key that no plain search sees.
+ESCAPE_PATTERN = rb"\\u00[0-9a-fA-F]{2}"
+_HIGH_NUMERIC_LEVEL_RE = re.compile(LEVEL_MEMBER_PATTERN + b"|" + ESCAPE_PATTERN)
 
 
 def clean_block(data: bytes, *, file_start: bool) -> bytes:
@@ -184,11 +193,15 @@ class PythonFinder:
 
 # One expression reports each candidate line once, at the end of the line: a
 # level word or error header anywhere (ASCII case ignored, as `bytes.lower`
-# does), or a level member with a number of 40 or more.
+# does), a level member that may be 40 or more, or a JSON escape.
 _HS_CANDIDATE = (
-    rb"(?:(?i:" + b"|".join(_NEEDLES) + rb")"
-    rb'|"(?:level|severity|log\.level)"[ \t\r\f\v]*:[ \t\r\f\v]*"?'
-    rb"(?:[4-9]\d|[1-9]\d{2,}))[^\n]*\n"
+    rb"(?:(?i:"
+    + b"|".join(_NEEDLES)
+    + rb")|"
+    + LEVEL_MEMBER_PATTERN
+    + b"|"
+    + ESCAPE_PATTERN
+    + rb")[^\n]*\n"
 )
 # The newline before a line that starts no record, in two exclusive forms.
 _HS_NON_RECORD = (

@@ -56,6 +56,10 @@ def can_split() -> bool:
         return False
     if "fork" not in multiprocessing.get_all_start_methods():
         return False
+    # A daemonic process, such as a multiprocessing.Pool worker, may not start
+    # children of its own.
+    if multiprocessing.current_process().daemon:
+        return False
     return len(os.sched_getaffinity(0)) >= 2
 
 

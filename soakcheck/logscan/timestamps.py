@@ -56,7 +56,7 @@ def _from_epoch(value: float) -> datetime | None:
 
 def _from_iso(text: str) -> datetime | None:
     text = text.strip()
-    if text.isdigit():
+    if text.isascii() and text.isdigit():
         return _from_epoch(float(text))
 
     try:
@@ -69,7 +69,11 @@ def _from_iso(text: str) -> datetime | None:
     if parsed.tzinfo is None:
         return parsed.replace(tzinfo=UTC)
 
-    return parsed.astimezone(UTC)
+    try:
+        return parsed.astimezone(UTC)
+    except OverflowError:
+        # The first hours of year 1 with a positive offset fall before it.
+        return None
 
 
 def _from_value(value: object) -> datetime | None:
