@@ -24,6 +24,7 @@ from soakcheck.logscan import (
     scan_log,
     tail_lines,
 )
+from soakcheck.logscan.classify import LINE_CAP
 from soakcheck.logscan.prefilter import HyperscanFinder, PythonFinder
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "logs"
@@ -172,12 +173,15 @@ def mixed_sample_log(path: Path) -> Path:
     return path
 
 
-def line_reference(path: Path) -> tuple[Counter[str], list[int], list[int]]:
+def line_reference(
+    path: Path, line_cap: int = LINE_CAP
+) -> tuple[Counter[str], list[int], list[int]]:
     """Classify a file line by line: counts by class, error and fatal line numbers."""
     counts: Counter[str] = Counter()
     error_lines, fatal_lines = [], []
     lines = path.read_bytes().split(b"\n")[:-1]
-    for number, (_, found) in enumerate(classify_lines(lines), start=1):
+    classified = classify_lines(lines, line_cap=line_cap)
+    for number, (_, found) in enumerate(classified, start=1):
         if found.kind is LineKind.RECORD:
             counts[found.level.value] += 1
             if found.level.value == "error":
@@ -560,3 +564,49 @@ def test_finders_agree_on_patterns_and_worker(
     for name, phrase in (("phrase", b"job"), ("repeats", b"ab ab")):
         with_phrase = sum(1 for line in lines if phrase in line)
         assert results["python"]["match_counts"][name] == with_phrase
+
+
+@pytest.mark.parametrize("block_size", [20, 64, 4096])
+def test_long_lines_cut_before_cleaning(tmp_path: Path, block_size: int) -> None:
+    """Lines over the cap are judged on their first bytes wherever blocks fall."""
+    lines = [
+        b"ok",
+        b"api-1       | ERROR boom",
+        b")" * 40 + b"x",
+        b"\x1b[31m" * 5 + b"ERROR coloured",
+        b"2026-12-04 ERROR short",
+        b"ok again",
+    ] * 3
+    path = tmp_path / "long.log"
+    path.write_bytes(b"\n".join(lines) + b"\n")
+    reference, error_lines, _ = line_reference(path, line_cap=16)
+
+    scan = scan_log(path, None, block_size=block_size, line_cap=16, worker_pattern=None)
+
+    assert scan.error_records == reference["error"]
+    assert [ref.line for ref in scan.error_lines] == error_lines
+    assert (
+        scan.records
+        == reference.total() - reference["continuation"] - reference["blank"]
+    )
+
+
+def test_patterns_match_within_lines(tmp_path: Path) -> None:
+    """A pattern matches inside a line and never the scanner's added newline."""
+    path = write_lines(tmp_path / "app.log", ["a", "", "ready", "b"])
+    patterns = {"blank": r"^\s*$", "ready": r"\s*ready"}
+
+    scan = scan_log(path, None, patterns=patterns, worker_pattern=None)
+
+    assert [match.line for match in scan.matches["blank"]] == [2]
+    assert [match.line for match in scan.matches["ready"]] == [3]
+
+
+def test_pattern_matches_past_the_limit_are_counted(tmp_path: Path) -> None:
+    """Matches after the kept ones still count."""
+    path = write_lines(tmp_path / "app.log", [f"job {n} done" for n in range(150)])
+
+    scan = scan_log(path, None, patterns={"job": r"job \d+"}, worker_pattern=None)
+
+    assert scan.match_counts["job"] == 150
+    assert len(scan.matches["job"]) == 100

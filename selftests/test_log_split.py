@@ -16,7 +16,12 @@ pytestmark = pytest.mark.skipif(
     not split.can_split(), reason="reading in two processes needs Linux and 2 CPUs"
 )
 
-PATTERNS = {"stalled": "stalled", "redis": r"ECONN\w+"}
+PATTERNS = {
+    "stalled": "stalled",
+    "redis": r"ECONN\w+",
+    "blank": r"^\s*$",
+    "spaced": r"\s*Error",
+}
 
 
 def scan(path: Path, previous=None, **options):

@@ -27,9 +27,12 @@ _STRIPE_MIN_BODY_FOR_TAIL = 16
 
 # user:password@ in any scheme://, and the password-only form :password@.
 # A slash is allowed in the password: people write unencoded ones, and
-# masking a port and path by mistake is the safer error.
+# masking a port and path by mistake is the safer error. The password is
+# bounded and matched without backtracking, because an unbounded one made a
+# long line of "a://:" repeats take seconds.
 _URL_PASSWORD_RE = re.compile(
-    r"(?P<head>\b[A-Za-z][A-Za-z0-9+.-]*://[^\s:/@]*:)(?P<password>[^\s@]+)(?=@)"
+    r"(?P<head>\b[A-Za-z][A-Za-z0-9+.-]*://[^\s:/@]*:)"
+    r"(?P<password>[^\s@]{1,1024}+)(?=@)"
 )
 
 # Header form, either as text ("Authorization: Basic xyz") or as a JSON

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from functools import lru_cache
@@ -63,9 +64,10 @@ class PatternSearch:
     """A user pattern searched in cleaned blocks, each match kept with its line.
 
     The pattern is matched against the UTF-8 bytes of the cleaned lines, with
-    `^` and `$` anchored at line ends, and a match belongs to the line where
-    it starts. A plain phrase is searched with a substring search, which is
-    much faster than the regular expression engine.
+    `^` and `$` anchored at line ends. A match lies within one line, and a
+    line that matches counts once. A plain phrase is searched with a
+    substring search, which is much faster than the regular expression
+    engine.
     """
 
     def __init__(self, name: str, pattern: str) -> None:
@@ -116,8 +118,8 @@ class PatternSearch:
                 found = buffer.find(self.literal, buffer.find(b"\n", found))
             return starts
 
-        for match in self.regex.finditer(buffer):
-            start = buffer.rfind(b"\n", 0, match.start()) + 1
+        for position in self._match_starts(buffer):
+            start = buffer.rfind(b"\n", 0, position) + 1
             if not starts or starts[-1] != start:
                 starts.append(start)
 
@@ -137,16 +139,41 @@ class PatternSearch:
             count = buffer.count(self.literal)
             last = buffer.rfind(self.literal)
         else:
-            count = 0
-            last = -1
-            for match in self.regex.finditer(buffer):
-                count += 1
-                last = match.start()
+            starts = list(self._match_starts(buffer))
+            count = len(starts)
+            last = starts[-1] if starts else -1
 
         if last == -1:
             return count, None
 
         return count, buffer.rfind(b"\n", 0, last) + 1
+
+    def _match_starts(self, buffer: bytes) -> Iterator[int]:
+        """Yield the start of each regular expression match within one line.
+
+        `buffer` is newline-prefixed, so the search starts after that first
+        newline. A match that runs past the end of its line is searched again
+        inside the line only, so no match depends on where blocks were cut.
+        A match at a line's final newline belongs to that line.
+        """
+        size = len(buffer)
+        position = 1
+        while position < size:
+            match = self.regex.search(buffer, position)
+            if match is None or match.start() >= size:
+                return
+
+            start = match.start()
+            line_end = buffer.find(b"\n", start)
+            if match.end() > line_end:
+                match = self.regex.search(buffer, start, line_end)
+                if match is None:
+                    position = line_end + 1
+                    continue
+                start = match.start()
+
+            yield start
+            position = max(match.end(), start + 1)
 
 
 def _overlaps_itself(phrase: bytes) -> bool:
@@ -464,6 +491,12 @@ class BlockScanner:
     def _record_hit(
         self, buffer: bytes, hit: _Hit, known: tuple[LineClass, int] | None
     ) -> None:
+        tally = self.tally
+        if len(tally.matches.get(hit.name, ())) >= tally.match_limit:
+            # Only the first matches are kept, so later ones are only counted.
+            tally.match_counts[hit.name] += 1
+            return
+
         text = decode_line(buffer[hit.start : buffer.find(b"\n", hit.start)])
         if known is None:
             found = self.classifier.classify(text)

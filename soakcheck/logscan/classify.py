@@ -2,8 +2,8 @@
 
 The rules, applied to each physical line:
 
-1. Each line is cleaned first (`clean_line_bytes`) and judged on its first
-   64 KiB.
+1. Each line is cut to its first 64 KiB (NUL bytes removed), then cleaned
+   (`clean_line_bytes`).
 2. A line that is empty or only spaces and tabs is blank. It is ignored and
    does not end the current record.
 3. Continuation lines belong to the record before them and are never counted
@@ -144,7 +144,7 @@ _INTEGER_RE = re.compile(r"-?[0-9]+")
 # Python's int() refuses strings of more than 4300 digits, and any level
 # past this length is far above 60 anyway.
 _MAX_INT_DIGITS = 18
-# What `level_from_value` strips around a level word: ASCII whitespace only.
+# Characters `level_from_value` strips around a level word: ASCII whitespace.
 _LEVEL_SPACE = " \t\r\n\f\v"
 
 
@@ -414,7 +414,10 @@ def classify_lines(
     classifier = classifier or LineClassifier()
     after_error_keyword = False
     for index, raw in enumerate(lines):
-        text = decode_line(clean_line_bytes(raw, first_in_file=index == 0), line_cap)
+        # Cut before cleaning, as the reader cuts a long line before any
+        # block search sees it.
+        head = raw.replace(b"\x00", b"")[:line_cap]
+        text = decode_line(clean_line_bytes(head, first_in_file=index == 0), line_cap)
         found = classifier.classify(text, after_error_keyword=after_error_keyword)
         if found.kind is not LineKind.BLANK:
             after_error_keyword = found.opens_error_stack

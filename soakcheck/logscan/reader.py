@@ -130,6 +130,7 @@ class BlockReader:
             elif carry:
                 body = carry + body
 
+            body = self._cut_long_lines(body)
             chunk = Chunk(body, carry_start, block_start + newline + 1)
             tail = _without_nul(raw[newline + 1 :])
             overflow = self._cap(tail)
@@ -139,6 +140,41 @@ class BlockReader:
             yield chunk
 
         self.pending = max(position, self.end) - self.end
+
+    def _cut_long_lines(self, data: bytes) -> bytes:
+        """Cut each line of `data` longer than the cap to its first `line_cap` bytes.
+
+        A line that runs into the next block is already cut by the carry, and
+        lines inside one block are cut here, so where the blocks fall
+        changes nothing. A line longer than the cap covers a whole window of
+        half the cap, and only those windows need a closer look.
+        """
+        cap = self.line_cap
+        half = max(cap // 2, 1)
+        size = len(data)
+        if size <= cap:
+            return data
+
+        pieces: list[bytes] = []
+        kept_to = 0
+        window = 0
+        while window + half <= size:
+            if data.find(b"\n", window, window + half) != -1:
+                window += half
+                continue
+
+            line_start = data.rfind(b"\n", 0, window) + 1
+            line_end = data.find(b"\n", window)
+            if line_end - line_start > cap:
+                pieces.append(data[kept_to : line_start + cap])
+                kept_to = line_end
+                self.lines_cut += 1
+            window = line_end + 1
+
+        if not pieces:
+            return data
+        pieces.append(data[kept_to:])
+        return b"".join(pieces)
 
     def _cap(self, data: bytes) -> bool:
         return len(data) > self.line_cap
