@@ -88,19 +88,20 @@ class FileConsumer:
         start = state.offset
         split = self._start_split(file, label, start, stop)
         if split is None:
-            self._read_range(file, state, label, stop)
+            holes = self._read_range(file, state, label, stop)
         else:
             try:
-                self._read_range(file, state, label, split.cut)
+                holes = self._read_range(file, state, label, split.cut)
             except BaseException:
                 split.cancel()
                 raise
             part = split.result()
             if part is None:
-                self._read_range(file, state, label, stop)
+                holes += self._read_range(file, state, label, stop)
             else:
-                self._add_part(state, label, part)
+                holes += self._add_part(state, part)
 
+        self._note_holes(label, holes)
         self.bytes_read += max(state.offset - start, 0)
         state.size = stop
 
@@ -121,7 +122,8 @@ class FileConsumer:
 
     def _read_range(
         self, file: BinaryIO, state: FileState, label: str, stop: int
-    ) -> None:
+    ) -> int:
+        """Read up to `stop` in this process; return the NUL bytes skipped."""
         reader = BlockReader(
             file,
             state.offset,
@@ -133,14 +135,14 @@ class FileConsumer:
         for chunk in reader:
             scanner.feed(chunk)
 
-        self._note_holes(label, reader.holes_skipped)
+        return reader.holes_skipped
 
-    def _add_part(self, state: FileState, label: str, part: ChildPart) -> None:
+    def _add_part(self, state: FileState, part: ChildPart) -> int:
         self.tally.add_part(part.tally, line_shift=state.line)
         state.line += part.lines
         state.offset = part.offset
         state.after_error_keyword = part.after_error_keyword
-        self._note_holes(label, part.holes_skipped)
+        return part.holes_skipped
 
     def _note_holes(self, label: str, holes_skipped: int) -> None:
         if holes_skipped:
