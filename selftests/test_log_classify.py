@@ -160,14 +160,28 @@ TRICKY_LINES = [
     b'{"level":1' + b"0" * 5000 + b"}",
     b'{"level":"error","time":"0001-01-01T00:00:00+05:00"}',
     b"0001-01-01T00:30:00+01:00 ERROR before year 1 in UTC",
+    # Colour codes where they change what a line is once removed.
+    b"\x1b[0m",
+    b"\x1b[33m   at coloured (/app/c.js:3:3)",
+    b"\x1b[31m}\x1b[0m",
+    b"\x1b[31m} \x1b[0m,",
+    b'\x1b[31m{"level":50,"msg":"coloured json"}',
+    b'{"le\x1b[0mvel":50}',
+    b"\x1b[1err is not a word once the code goes",
+    b"\x1b[36m2026-12-04T03:00:00Z \x1b[31mERROR\x1b[0m coloured error",
 ]
 
 
-def mixed_sample_log(path: Path) -> Path:
-    """Write the sample logs' lines and the tricky lines, shuffled, three times."""
+def mixed_sample_log(path: Path, *, without: bytes | None = None) -> Path:
+    """Write the sample logs' lines and the tricky lines, shuffled, three times.
+
+    Lines that contain `without` are left out.
+    """
     lines: list[bytes] = list(TRICKY_LINES)
     for log in sorted(FIXTURES.glob("*.log")):
         lines.extend(log.read_bytes().replace(b"\r\n", b"\n").split(b"\n"))
+    if without is not None:
+        lines = [line for line in lines if without not in line]
     random.Random(5).shuffle(lines)
     path.write_bytes(b"\n".join(lines * 3) + b"\n")
     return path
@@ -195,14 +209,19 @@ def line_reference(
 
 
 @pytest.mark.parametrize("finder", [PythonFinder, HyperscanFinder])
+@pytest.mark.parametrize("without", [None, b"|"], ids=["all-lines", "no-compose"])
 def test_block_scan_agrees_with_line_rules(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, finder
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, finder, without
 ) -> None:
-    """Both candidate searches count shuffled sample lines as the line rules do."""
+    """Both candidate searches count shuffled sample lines as the line rules do.
+
+    Without compose separators, the Hyperscan finder leaves colour codes in
+    the blocks and searches their lines apart.
+    """
     if finder is HyperscanFinder and prefilter.hyperscan is None:
         pytest.skip("hyperscan is not installed on this platform")
     monkeypatch.setattr(consume, "default_finder", finder)
-    path = mixed_sample_log(tmp_path / "mixed.log")
+    path = mixed_sample_log(tmp_path / "mixed.log", without=without)
     reference, error_lines, fatal_lines = line_reference(path)
 
     # Small blocks put many lines across block boundaries.
@@ -543,6 +562,7 @@ def test_finders_agree_on_patterns_and_worker(
     path = mixed_sample_log(tmp_path / "mixed.log")
     with open(path, "ab") as file:
         file.write(b"job job job ERROR [x] a.b*c\nxx ab ab ab\n")
+        file.write(b"\x1b[32mjo\x1b[1mb\x1b[0m and \x1b[1job\n")
     patterns = {
         "phrase": "job",
         "repeats": "ab ab",
@@ -560,6 +580,7 @@ def test_finders_agree_on_patterns_and_worker(
 
     lines = path.read_bytes().split(b"\n")
     assert results["hyperscan"] == results["python"]
+    # The coloured line holds "job" once after cleaning, and "\x1b[1j" is a code.
     assert results["python"]["worker_matches"] == path.read_bytes().count(b"job")
     for name, phrase in (("phrase", b"job"), ("repeats", b"ab ab")):
         with_phrase = sum(1 for line in lines if phrase in line)
@@ -610,3 +631,25 @@ def test_pattern_matches_past_the_limit_are_counted(tmp_path: Path) -> None:
 
     assert scan.match_counts["job"] == 150
     assert len(scan.matches["job"]) == 100
+
+
+@pytest.mark.parametrize("finder", [PythonFinder, HyperscanFinder])
+def test_colour_only_line_keeps_error_stack(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, finder
+) -> None:
+    """A line of colour codes alone is blank, so a stack after it stays attached."""
+    if finder is HyperscanFinder and prefilter.hyperscan is None:
+        pytest.skip("hyperscan is not installed on this platform")
+    monkeypatch.setattr(consume, "default_finder", finder)
+    path = tmp_path / "app.log"
+    path.write_bytes(
+        b"2026-12-04T03:00:00Z ERROR job failed:\n\x1b[0m\nError: stalled\n"
+        b"\x1b[2m    at run (/app/w.js:1:1)\x1b[0m\nplain line\n"
+    )
+    reference, error_lines, _ = line_reference(path)
+
+    scan = scan_log(path, None, worker_pattern=None)
+
+    assert scan.error_records == reference["error"] == 1
+    assert [ref.line for ref in scan.error_lines] == error_lines
+    assert scan.records == 2

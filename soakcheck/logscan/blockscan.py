@@ -11,6 +11,7 @@ from functools import lru_cache
 from typing import TypeVar
 
 from soakcheck.logscan.classify import (
+    ANSI_BYTES_RE,
     LINE_CAP,
     Level,
     LineClass,
@@ -52,7 +53,11 @@ def _pino_class(buffer: bytes, start: int, end: int) -> LineClass | None:
     if match is None or buffer.count(b'"level"', start, end) != 1:
         return None
 
-    level = level_from_number(parse_number(match.group(1).decode()))
+    digits = match.group(1)
+    if len(digits) > 18:
+        level = level_from_number(parse_number(digits.decode()))
+    else:
+        level = level_from_number(int(digits))
     return _PINO_CLASSES.get(level)
 
 
@@ -359,22 +364,40 @@ class BlockScanner:
         self.line_cap = line_cap
         self.finder = finder or default_finder()
         self._first_sequence = 0
+        self._keeps_ansi = False
         # Phrases the finder searches in its own pass.
         searches = ([worker] if worker is not None else []) + self.patterns
         self._shared_searches = [item for item in searches if item.shared_literal]
         self._shared = tuple(
             item.shared_literal or b"" for item in self._shared_searches
         )
+        # Whether blocks with colour codes may keep them (see `clean_block`):
+        # every search must then be one the finder does itself.
+        self._ansi_in_finder = (
+            isinstance(self.finder, HyperscanFinder)
+            and classifier.custom is None
+            and len(self._shared_searches) == len(searches)
+        )
 
     def feed(self, chunk: Chunk) -> None:
         """Count the lines of `chunk` and move the state past them."""
-        buffer = b"\n" + clean_block(chunk.data, file_start=chunk.start == 0)
-        # With a custom level pattern any line may match it.
-        found = self.finder.find(
-            buffer,
-            every_line=self.classifier.custom is not None,
-            literals=self._shared,
+        data = chunk.data
+        # Compose prefixes are removed after colour codes, so a block with
+        # both is cleaned whole.
+        keep_ansi = self._ansi_in_finder and b"\x1b" in data and b"|" not in data
+        buffer = b"\n" + clean_block(
+            data, file_start=chunk.start == 0, keep_ansi=keep_ansi
         )
+        # With a custom level pattern any line may match it.
+        if keep_ansi:
+            found = self.finder.find(buffer, literals=self._shared, keeps_ansi=True)
+        else:
+            found = self.finder.find(
+                buffer,
+                every_line=self.classifier.custom is not None,
+                literals=self._shared,
+            )
+        self._keeps_ansi = found.keeps_ansi
         ends: dict[PatternSearch, list[int]] = {}
         if found.literal_ends is not None:
             ends = dict(zip(self._shared_searches, found.literal_ends, strict=True))
@@ -408,9 +431,10 @@ class BlockScanner:
         record, blank, warn = LineKind.RECORD, LineKind.BLANK, Level.WARN
         errors_before = 0
 
+        keeps_ansi = self._keeps_ansi
         for start in starts:
             end = reduced.find(b"\n", start)
-            if after_error_keyword and _NON_BLANK_RE.search(reduced, gap_start, start):
+            if after_error_keyword and self._has_text(reduced, gap_start, start):
                 after_error_keyword = False
 
             if hits:
@@ -422,12 +446,15 @@ class BlockScanner:
                 errors_before = tally.error_records + tally.fatal_records
 
             found = None
-            if quick_pino and reduced.startswith(_PINO_PREFIX, start):
-                found = _pino_class(reduced, start, min(end, start + line_cap))
+            line_end = min(end, start + line_cap)
+            coloured = keeps_ansi and reduced.find(b"\x1b", start, line_end) != -1
+            if quick_pino and not coloured and reduced.startswith(_PINO_PREFIX, start):
+                found = _pino_class(reduced, start, line_end)
             if found is None:
-                text = reduced[start : min(end, start + line_cap)].decode(
-                    "utf-8", "replace"
-                )
+                raw = reduced[start:line_end]
+                if coloured:
+                    raw = ANSI_BYTES_RE.sub(b"", raw)
+                text = raw.decode("utf-8", "replace")
                 found = classify(text, after_error_keyword=after_error_keyword)
 
             kind = found.kind
@@ -454,13 +481,31 @@ class BlockScanner:
         for hit in hits[next_hit:]:
             self._record_hit(buffer, hit, None)
 
-        if after_error_keyword and _NON_BLANK_RE.search(reduced, gap_start):
+        if after_error_keyword and self._has_text(reduced, gap_start, len(reduced)):
             after_error_keyword = False
         self.state.after_error_keyword = after_error_keyword
 
         # The leading newline added before the block is not a line end.
         line += newlines.count(counted_to) - 1
         return line - self.state.line
+
+    def _has_text(self, buffer: bytes, start: int, end: int) -> bool:
+        """Return whether the lines in `start`..`end` contain anything but blanks."""
+        if _NON_BLANK_RE.search(buffer, start, end) is None:
+            return False
+        if not self._keeps_ansi or buffer.find(b"\x1b", start, end) == -1:
+            return True
+
+        # A line of colour codes alone is blank once they are removed.
+        cleaned = ANSI_BYTES_RE.sub(b"", buffer[start:end])
+        return _NON_BLANK_RE.search(cleaned) is not None
+
+    def _line_text(self, buffer: bytes, start: int) -> str:
+        """Return the text of the line at `start`, without colour codes."""
+        raw = buffer[start : buffer.find(b"\n", start)]
+        if self._keeps_ansi and b"\x1b" in raw:
+            raw = ANSI_BYTES_RE.sub(b"", raw)
+        return decode_line(raw)
 
     def _pattern_hits(
         self, buffer: bytes, ends: dict[PatternSearch, list[int]]
@@ -497,7 +542,7 @@ class BlockScanner:
             tally.match_counts[hit.name] += 1
             return
 
-        text = decode_line(buffer[hit.start : buffer.find(b"\n", hit.start)])
+        text = self._line_text(buffer, hit.start)
         if known is None:
             found = self.classifier.classify(text)
             errors_before = self.tally.problem_records
@@ -528,7 +573,7 @@ class BlockScanner:
         self.tally.worker_matches += count
         # The last match is usually near the end, so count lines back from there.
         line = self.state.line + 1 - buffer.count(b"\n", last)
-        text = decode_line(buffer[last : buffer.find(b"\n", last)])
+        text = self._line_text(buffer, last)
         found = self.classifier.classify(text)
         level = found.level.value if found.level is not None else found.kind.value
         time = record_time(text, found.fields)

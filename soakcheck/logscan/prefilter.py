@@ -9,8 +9,10 @@ continuation, or a blank line, so skipping it changes no count.
 
 Two finders give the candidates: `HyperscanFinder` with one compiled
 multi-pattern pass, and `PythonFinder`, with standard-library passes, where
-Hyperscan has no wheel. The self-tests check that both agree with the
-line-by-line rules.
+Hyperscan has no wheel. Removing colour codes from a whole block costs about
+as much as the Hyperscan pass, so that finder can leave them in: it searches
+the lines with a code apart, with patterns that allow codes anywhere. The
+self-tests check that both finders agree with the line-by-line rules.
 """
 
 from __future__ import annotations
@@ -18,7 +20,9 @@ from __future__ import annotations
 import logging
 import re
 import threading
+from bisect import bisect_right
 from dataclasses import dataclass
+from itertools import accumulate
 
 from soakcheck.logscan.classify import (
     ANSI_BYTES_RE,
@@ -67,30 +71,37 @@ _NEEDLES = (
     b"panic",
     b"exception",
 )
-# A level member that may be 40 or more: a number from 40 up (leading zeros,
-# spaces and escaped spaces inside a string allowed), or any number with a
-# point or an exponent, or Infinity, which JSON parsing turns into a float.
+# A level member that may be 40 or more. That is a number from 40 up, where
+# leading zeros and (inside a string) spaces and escaped spaces are allowed.
+# It is also any number with a point or an exponent, or Infinity, because
+# JSON parsing turns those into a float.
 LEVEL_MEMBER_PATTERN = (
     rb'"(?:level|severity|log\.level)"[ \t\r\f\v]*:[ \t\r\f\v]*"?'
     rb"(?:[ \t\r\f\v]|\\[nrtf])*"
     rb"(?:0*(?:[4-9][0-9]|[1-9][0-9]{2,})|-?[0-9]*\.|-?[0-9]+[eE]|Infinity)"
 )
 # A JSON escape of an ASCII character, which could spell a level word or a
-# "level" key that no plain search sees.
+# "level" key that no plain search finds.
 ESCAPE_PATTERN = rb"\\u00[0-9a-fA-F]{2}"
 _HIGH_NUMERIC_LEVEL_RE = re.compile(LEVEL_MEMBER_PATTERN + b"|" + ESCAPE_PATTERN)
 
 
-def clean_block(data: bytes, *, file_start: bool) -> bytes:
+def clean_block(data: bytes, *, file_start: bool, keep_ansi: bool = False) -> bytes:
     """Apply the per-line cleaning of `classify.clean_line_bytes` to a block of lines.
 
     NUL bytes must already be removed. The passes run only when the block
-    contains what they remove.
+    contains what they remove. With `keep_ansi`, colour codes stay, for a
+    finder that handles the lines containing them (see `HyperscanFinder`);
+    the caller then makes sure the block has no compose separator, whose
+    removal must follow that of the colour codes.
     """
     if file_start and data.startswith(UTF8_BOM):
         data = data[len(UTF8_BOM) :]
     if b"\r" in data:
         data = data.replace(b"\r\n", b"\n")
+    if keep_ansi:
+        return data
+
     if b"\x1b" in data:
         data = ANSI_BYTES_RE.sub(b"", data)
     if b"|" in data:
@@ -165,13 +176,15 @@ class BlockLines:
     the lines that start no record (blank, indented or closing brackets).
     `literal_ends` lists, for each phrase the finder was given, the end
     offsets of its matches in order, or is None when the finder did not
-    search the phrases.
+    search the phrases. `keeps_ansi` is whether `buffer` still contains
+    colour codes, which the scanner must then remove from each line it reads.
     """
 
     buffer: bytes
     starts: list[int]
     non_record_starts: int
     literal_ends: list[list[int]] | None = None
+    keeps_ansi: bool = False
 
 
 class PythonFinder:
@@ -185,7 +198,10 @@ class PythonFinder:
         *,
         every_line: bool = False,
         literals: tuple[bytes, ...] = (),
+        keeps_ansi: bool = False,
     ) -> BlockLines:
+        if keeps_ansi:
+            raise ValueError("PythonFinder needs blocks without colour codes")
         reduced = reduce_block(buffer)
         starts = all_line_starts(reduced) if every_line else candidate_starts(reduced)
         return BlockLines(reduced, starts, count_non_record_starts(reduced))
@@ -210,6 +226,48 @@ _HS_NON_RECORD = (
 )
 
 
+# Lines with colour codes are searched apart, with each pattern allowing any
+# number of codes between its characters, so the codes need not be removed
+# from the whole block. A code is a control sequence as `classify.ANSI_RE`
+# defines it. These patterns may report more lines than the plain ones on
+# cleaned text would, never fewer: a line with a level key is a candidate
+# whatever its value.
+_ANSI_GAP = rb"(?:\x1b\[[0-?]*[ -/]*[@-~])*"
+_HS_ANSI_LINE = rb"\x1b[^\n]*\n"
+
+
+def _tolerant(literal: bytes) -> bytes:
+    """Return a pattern for `literal` that allows colour codes between its bytes."""
+    parts = [
+        bytes([byte]) if chr(byte).isalnum() and byte < 128 else b"\\x%02x" % byte
+        for byte in literal
+    ]
+    return _ANSI_GAP.join(parts)
+
+
+_HS_TOLERANT_CANDIDATE = (
+    rb"(?:(?i:"
+    + b"|".join(_tolerant(needle) for needle in _NEEDLES)
+    + rb")|"
+    + b"|".join(_tolerant(key) for key in (b'"level"', b'"severity"', b'"log.level"'))
+    + b"|"
+    + _tolerant(b"\\u00")
+    + rb")[^\n]*\n"
+)
+_HS_TOLERANT_NON_RECORD = (
+    rb"\n" + _ANSI_GAP + rb"[ \t\n]",
+    rb"\n"
+    + _ANSI_GAP
+    + rb"(?:[)\]}]"
+    + _ANSI_GAP
+    + rb")+(?:[,;]"
+    + _ANSI_GAP
+    + rb")?(?:[ \t]"
+    + _ANSI_GAP
+    + rb")*\n",
+)
+
+
 class HyperscanFinder:
     """Finds candidate lines and non-record starts in one Hyperscan pass.
 
@@ -230,18 +288,34 @@ class HyperscanFinder:
                 "the hyperscan module is not installed; install it or use PythonFinder"
             )
 
-    def _database(self, literals: tuple[bytes, ...]):
-        databases = getattr(_THREAD_DATABASES, "by_literals", None)
-        if databases is None:
-            databases = _THREAD_DATABASES.by_literals = {}
+    def _database(self, key: tuple[str, tuple[bytes, ...]]):
+        """Return this thread's database for a kind of search and its phrases.
 
-        database = databases.get(literals)
+        The kinds are "plain" for the block's own patterns and "marked" for
+        the same patterns plus one that reports each line with a colour code.
+        "tolerant" is for those lines, with codes allowed inside every pattern.
+        """
+        databases = getattr(_THREAD_DATABASES, "by_key", None)
+        if databases is None:
+            databases = _THREAD_DATABASES.by_key = {}
+
+        database = databases.get(key)
         if database is None:
-            # Each byte is escaped, so a phrase is matched as it is written.
-            escaped = [
-                b"".join(b"\\x%02x" % byte for byte in item) for item in literals
-            ]
-            expressions = [_HS_CANDIDATE, *_HS_NON_RECORD, *escaped]
+            kind, literals = key
+            if kind == "tolerant":
+                expressions = [
+                    _HS_TOLERANT_CANDIDATE,
+                    *_HS_TOLERANT_NON_RECORD,
+                    *(_tolerant(item) for item in literals),
+                ]
+            else:
+                # Each byte is escaped, so a phrase is matched as it is written.
+                escaped = [
+                    b"".join(b"\\x%02x" % byte for byte in item) for item in literals
+                ]
+                expressions = [_HS_CANDIDATE, *_HS_NON_RECORD, *escaped]
+                if kind == "marked":
+                    expressions.append(_HS_ANSI_LINE)
             database = hyperscan.Database()
             database.compile(
                 expressions=expressions,
@@ -251,7 +325,7 @@ class HyperscanFinder:
             )
             if len(databases) >= _MAX_DATABASES:
                 databases.clear()
-            databases[literals] = database
+            databases[key] = database
         return database
 
     def find(
@@ -260,29 +334,102 @@ class HyperscanFinder:
         *,
         every_line: bool = False,
         literals: tuple[bytes, ...] = (),
+        keeps_ansi: bool = False,
     ) -> BlockLines:
+        """Return the candidate lines of a newline-prefixed block.
+
+        With `keeps_ansi`, the block still contains colour codes: the lines
+        with a code are taken out of the block's results and searched again
+        together with the tolerant patterns, so no code needs removing.
+        """
         if every_line:
             return BlockLines(
                 buffer, all_line_starts(buffer), count_non_record_starts(buffer)
             )
 
+        kind = "marked" if keeps_ansi else "plain"
+        reports = self._scan(self._database((kind, literals)), buffer, literals)
+        ends, blank_ends, bracket_ends, literal_ends = reports[:4]
+        # Each end offset is just past a line's newline, so the line start is one
+        # backward search away. Sorting keeps the order whatever the report order.
+        ends.sort()
+        if not keeps_ansi:
+            starts = [buffer.rfind(b"\n", 0, end - 1) + 1 for end in ends]
+            non_record = len(blank_ends) + len(bracket_ends)
+            return BlockLines(buffer, starts, non_record, literal_ends)
+
+        return self._with_marked_lines(buffer, literals, reports)
+
+    def _scan(self, database, buffer: bytes, literals: tuple[bytes, ...]):
+        """Run one scan; return candidate, blank, bracket, phrase and marked ends."""
         ends: list[int] = []
-        non_record: list[int] = []
+        blank_ends: list[int] = []
+        bracket_ends: list[int] = []
         literal_ends: list[list[int]] = [[] for _ in literals]
-        found = (ends, non_record, non_record, *literal_ends)
+        marked_ends: list[int] = []
+        found = (ends, blank_ends, bracket_ends, *literal_ends, marked_ends)
 
         def on_match(expression: int, _start: int, end: int, _flags, _ctx) -> None:
             found[expression].append(end)
 
-        self._database(literals).scan(buffer, match_event_handler=on_match)
-
-        # Each end offset is just past a line's newline, so the line start is one
-        # backward search away. Sorting keeps the order whatever the report order.
-        ends.sort()
+        database.scan(buffer, match_event_handler=on_match)
         for matches in literal_ends:
             matches.sort()
-        starts = [buffer.rfind(b"\n", 0, end - 1) + 1 for end in ends]
-        return BlockLines(buffer, starts, len(non_record), literal_ends)
+        return ends, blank_ends, bracket_ends, literal_ends, marked_ends
+
+    def _with_marked_lines(
+        self, buffer: bytes, literals: tuple[bytes, ...], reports
+    ) -> BlockLines:
+        """Combine the results of lines without colour codes with the others'."""
+        ends, blank_ends, bracket_ends, literal_ends, marked_ends = reports
+        marked_ends.sort()
+        marked = set(marked_ends)
+        marked_starts = [buffer.rfind(b"\n", 0, end - 1) + 1 for end in marked_ends]
+        marked_start_set = set(marked_starts)
+
+        starts = [
+            buffer.rfind(b"\n", 0, end - 1) + 1 for end in ends if end not in marked
+        ]
+        # `\n[ \t\n]` ends one byte into its line; the bracket form ends
+        # after the line's own newline.
+        non_record = sum(1 for end in blank_ends if end - 1 not in marked_start_set)
+        non_record += sum(
+            1
+            for end in bracket_ends
+            if buffer.rfind(b"\n", 0, end - 1) + 1 not in marked_start_set
+        )
+        kept_literals = [
+            [end for end in matches if buffer.find(b"\n", end - 1) + 1 not in marked]
+            for matches in literal_ends
+        ]
+        if not marked_ends:
+            return BlockLines(buffer, starts, non_record, kept_literals, True)
+
+        # The marked lines, newline-prefixed, with where each starts in both.
+        lines = [buffer[s:e] for s, e in zip(marked_starts, marked_ends, strict=True)]
+        separate = b"\n" + b"".join(lines)
+        offsets = list(accumulate((len(line) for line in lines), initial=1))
+
+        database = self._database(("tolerant", literals))
+        found = self._scan(database, separate, literals)
+        tolerant_ends, blank_ends, bracket_ends, tolerant_literals = found[:4]
+        for end in tolerant_ends:
+            starts.append(marked_starts[bisect_right(offsets, end - 1) - 1])
+        starts.sort()
+        non_record += len(blank_ends) + len(bracket_ends)
+
+        for index, (literal, matches) in enumerate(
+            zip(literals, tolerant_literals, strict=True)
+        ):
+            hit_lines = {bisect_right(offsets, end - 1) - 1 for end in matches}
+            for line in hit_lines:
+                # A code's own bytes may have matched, so count on cleaned text.
+                count = ANSI_BYTES_RE.sub(b"", lines[line]).count(literal)
+                # A stand-in end that `PatternSearch` maps back to this line.
+                kept_literals[index] += [marked_starts[line] + len(literal)] * count
+            kept_literals[index].sort()
+
+        return BlockLines(buffer, starts, non_record, kept_literals, True)
 
 
 def default_finder() -> PythonFinder | HyperscanFinder:
