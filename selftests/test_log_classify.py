@@ -653,3 +653,31 @@ def test_colour_only_line_keeps_error_stack(
     assert scan.error_records == reference["error"] == 1
     assert [ref.line for ref in scan.error_lines] == error_lines
     assert scan.records == 2
+
+
+def test_compiled_patterns_cached_on_disk(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A compiled database is stored, loaded back, and rebuilt when damaged."""
+    if prefilter.hyperscan is None:
+        pytest.skip("hyperscan is not installed on this platform")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    expressions = [rb"ERROR[^\n]*\n"]
+
+    def matches(database) -> list[int]:
+        ends: list[int] = []
+        database.scan(
+            b"\nok\nERROR x\n", match_event_handler=lambda *m: ends.append(m[2])
+        )
+        return ends
+
+    first = prefilter.compiled(expressions)
+    stored = list(prefilter.cache_folder().glob("*.db"))
+    loaded = prefilter.compiled(expressions)
+    stored[0].write_bytes(b"not a database")
+    rebuilt = prefilter.compiled(expressions)
+
+    assert len(stored) == 1
+    assert matches(first) == matches(loaded) == matches(rebuilt) == [12]
+    assert "cache unreadable" in caplog.text
+    assert stored[0].read_bytes() != b"not a database"

@@ -17,12 +17,16 @@ self-tests check that both finders agree with the line-by-line rules.
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import os
+import platform
 import re
 import threading
 from bisect import bisect_right
 from dataclasses import dataclass
 from itertools import accumulate
+from pathlib import Path
 
 from soakcheck.logscan.classify import (
     ANSI_BYTES_RE,
@@ -226,36 +230,32 @@ _HS_NON_RECORD = (
 )
 
 
-# Lines with colour codes are searched apart, with patterns that find every
-# line whose cleaned text the plain patterns would find. A code is a control
-# sequence as `classify.ANSI_RE` defines it. Text split by codes, such as
-# "ER<code>ROR", shows as a run of codes between two characters that the
-# plain pattern contains, so that run alone makes a line a candidate. The
-# candidates are then cleaned one by one, so extra ones change no count.
-_CODE = rb"\x1b\[[0-?]*[ -/]*[@-~]"
-_ANSI_GAP = rb"(?:" + _CODE + rb")*"
+# Lines with colour codes are searched apart, with each pattern allowing any
+# number of codes between its characters, so the codes need not be removed
+# from the whole block. A code is a control sequence as `classify.ANSI_RE`
+# defines it. These patterns may report more lines than the plain ones on
+# cleaned text would, never fewer: a line with a level key is a candidate
+# whatever its value.
+_ANSI_GAP = rb"(?:\x1b\[[0-?]*[ -/]*[@-~])*"
 _HS_ANSI_LINE = rb"\x1b[^\n]*\n"
 
 
-def _split_by_codes(characters: bytes) -> bytes:
-    """Return a pattern for codes between two of `characters`."""
-    allowed = b"".join(b"\\x%02x" % byte for byte in sorted(set(characters)))
-    return b"[" + allowed + rb"](?:" + _CODE + rb")+[" + allowed + b"]"
-
-
-def _tolerant_phrase(literal: bytes) -> bytes:
-    """Return a pattern for `literal` as written, or split by colour codes."""
-    written = b"".join(b"\\x%02x" % byte for byte in literal)
-    return written + b"|" + _split_by_codes(literal)
+def _tolerant(literal: bytes) -> bytes:
+    """Return a pattern for `literal` that allows colour codes between its bytes."""
+    parts = [
+        bytes([byte]) if chr(byte).isalnum() and byte < 128 else b"\\x%02x" % byte
+        for byte in literal
+    ]
+    return _ANSI_GAP.join(parts)
 
 
 _HS_TOLERANT_CANDIDATE = (
     rb"(?:(?i:"
-    + b"|".join(_NEEDLES)
-    + rb')|"(?:level|severity|log\.level)"|\\u00|'
-    + _split_by_codes(
-        b'abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789".\\'
-    )
+    + b"|".join(_tolerant(needle) for needle in _NEEDLES)
+    + rb")|"
+    + b"|".join(_tolerant(key) for key in (b'"level"', b'"severity"', b'"log.level"'))
+    + b"|"
+    + _tolerant(b"\\u00")
     + rb")[^\n]*\n"
 )
 _HS_TOLERANT_NON_RECORD = (
@@ -270,6 +270,49 @@ _HS_TOLERANT_NON_RECORD = (
     + _ANSI_GAP
     + rb")*\n",
 )
+
+
+def cache_folder() -> Path:
+    """Return the folder of compiled databases: $XDG_CACHE_HOME/soakcheck/hyperscan."""
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "soakcheck" / "hyperscan"
+
+
+def compiled(expressions: list[bytes]):
+    """Return a Hyperscan database for `expressions`, from the cache when it has one.
+
+    The patterns for coloured lines take about 50 ms to compile, which every
+    checkpoint process would pay, so databases are kept on disk under a name
+    derived from the patterns and the Hyperscan build. A file that cannot be
+    read or written only costs a compile.
+    """
+    version = getattr(hyperscan, "__version__", "")
+    identity = repr((expressions, version, platform.machine()))
+    path = cache_folder() / (hashlib.sha256(identity.encode()).hexdigest() + ".db")
+    try:
+        database = hyperscan.loadb(path.read_bytes(), hyperscan.HS_MODE_BLOCK)
+        database.scratch = hyperscan.Scratch(database)
+        return database
+    except FileNotFoundError:
+        pass
+    except (OSError, hyperscan.HyperscanError) as exc:
+        logger.warning("compiled pattern cache unreadable path=%s error=%s", path, exc)
+
+    database = hyperscan.Database()
+    database.compile(
+        expressions=expressions,
+        ids=list(range(len(expressions))),
+        elements=len(expressions),
+        flags=0,
+    )
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_suffix(f".{os.getpid()}.partial")
+        partial.write_bytes(hyperscan.dumpb(database))
+        os.replace(partial, path)
+    except OSError as exc:
+        logger.debug("compiled pattern cache not written path=%s error=%s", path, exc)
+    return database
 
 
 class HyperscanFinder:
@@ -297,8 +340,7 @@ class HyperscanFinder:
 
         The kinds are "plain" for the block's own patterns and "marked" for
         the same patterns plus one that reports each line with a colour code.
-        "tolerant" and "phrases" are for those lines, with codes allowed inside
-        the candidate patterns and the phrases.
+        "tolerant" is for those lines, with codes allowed inside every pattern.
         """
         databases = getattr(_THREAD_DATABASES, "by_key", None)
         if databases is None:
@@ -308,11 +350,11 @@ class HyperscanFinder:
         if database is None:
             kind, literals = key
             if kind == "tolerant":
-                expressions = [_HS_TOLERANT_CANDIDATE, *_HS_TOLERANT_NON_RECORD]
-            elif kind == "phrases":
-                # Apart from the candidate patterns: together they took about
-                # 18 ms to compile, against 5 ms for the two apart.
-                expressions = [_tolerant_phrase(item) for item in literals]
+                expressions = [
+                    _HS_TOLERANT_CANDIDATE,
+                    *_HS_TOLERANT_NON_RECORD,
+                    *(_tolerant(item) for item in literals),
+                ]
             else:
                 # Each byte is escaped, so a phrase is matched as it is written.
                 escaped = [
@@ -321,13 +363,7 @@ class HyperscanFinder:
                 expressions = [_HS_CANDIDATE, *_HS_NON_RECORD, *escaped]
                 if kind == "marked":
                     expressions.append(_HS_ANSI_LINE)
-            database = hyperscan.Database()
-            database.compile(
-                expressions=expressions,
-                ids=list(range(len(expressions))),
-                elements=len(expressions),
-                flags=0,
-            )
+            database = compiled(expressions)
             if len(databases) >= _MAX_DATABASES:
                 databases.clear()
             databases[key] = database
@@ -415,17 +451,9 @@ class HyperscanFinder:
         separate = b"\n" + b"".join(lines)
         offsets = list(accumulate((len(line) for line in lines), initial=1))
 
-        database = self._database(("tolerant", ()))
-        tolerant_ends, blank_ends, bracket_ends = self._scan(database, separate, ())[:3]
-        tolerant_literals: list[list[int]] = [[] for _ in literals]
-        if literals:
-            phrases = self._database(("phrases", literals))
-            found = (*tolerant_literals,)
-
-            def on_phrase(expression: int, _start: int, end: int, _f, _c) -> None:
-                found[expression].append(end)
-
-            phrases.scan(separate, match_event_handler=on_phrase)
+        database = self._database(("tolerant", literals))
+        found = self._scan(database, separate, literals)
+        tolerant_ends, blank_ends, bracket_ends, tolerant_literals = found[:4]
         for end in tolerant_ends:
             starts.append(marked_starts[bisect_right(offsets, end - 1) - 1])
         starts.sort()
