@@ -278,6 +278,17 @@ def cache_folder() -> Path:
     return Path(base) / "soakcheck" / "hyperscan"
 
 
+def _compile(expressions: list[bytes]):
+    database = hyperscan.Database()
+    database.compile(
+        expressions=expressions,
+        ids=list(range(len(expressions))),
+        elements=len(expressions),
+        flags=0,
+    )
+    return database
+
+
 def compiled(expressions: list[bytes]):
     """Return a Hyperscan database for `expressions`, from the cache when it has one.
 
@@ -298,13 +309,7 @@ def compiled(expressions: list[bytes]):
     except (OSError, hyperscan.HyperscanError) as exc:
         logger.warning("compiled pattern cache unreadable path=%s error=%s", path, exc)
 
-    database = hyperscan.Database()
-    database.compile(
-        expressions=expressions,
-        ids=list(range(len(expressions))),
-        elements=len(expressions),
-        flags=0,
-    )
+    database = _compile(expressions)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         partial = path.with_suffix(f".{os.getpid()}.partial")

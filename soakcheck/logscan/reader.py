@@ -9,10 +9,12 @@ is still found.
 
 from __future__ import annotations
 
+import ctypes
 import errno
 import hashlib
 import logging
 import os
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import BinaryIO
@@ -60,6 +62,39 @@ def read_head(file: BinaryIO, length: int = HEAD_BYTES) -> bytes:
     return b"".join(parts)
 
 
+# glibc serves an allocation of more than 128 KiB with fresh pages from the
+# system at first, and frees it back, so every 1 MiB block and each copy of
+# it fault in their pages anew: a scan measured a fifth slower that way.
+# These thresholds keep such blocks on the heap, where freed memory is reused.
+_MMAP_THRESHOLD = 32 * 1024 * 1024
+_TRIM_THRESHOLD = 128 * 1024 * 1024
+_M_TRIM_THRESHOLD = -1
+_M_MMAP_THRESHOLD = -3
+_allocator_tuned = False
+
+
+def tune_allocator() -> None:
+    """Ask glibc to keep blocks of a few MiB on the heap; elsewhere do nothing.
+
+    Runs once per process. The setting applies to the whole process, and its
+    cost is that up to `_TRIM_THRESHOLD` of freed memory stays reserved.
+    """
+    global _allocator_tuned
+    if _allocator_tuned:
+        return
+    _allocator_tuned = True
+    if not sys.platform.startswith("linux"):
+        return
+
+    try:
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError):
+        logger.debug("mallopt not found; the C library is not glibc")
+        return
+    mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD)
+    mallopt(_M_TRIM_THRESHOLD, _TRIM_THRESHOLD)
+
+
 def _without_nul(data: bytes) -> bytes:
     if b"\x00" in data:
         return data.replace(b"\x00", b"")
@@ -85,6 +120,7 @@ class BlockReader:
         block_size: int = BLOCK_SIZE,
         line_cap: int = LINE_CAP,
     ) -> None:
+        tune_allocator()
         self.file = file
         self.start = start
         self.stop = stop
