@@ -62,10 +62,10 @@ def read_head(file: BinaryIO, length: int = HEAD_BYTES) -> bytes:
     return b"".join(parts)
 
 
-# glibc serves an allocation of more than 128 KiB with fresh pages from the
-# system at first, and frees it back, so every 1 MiB block and each copy of
-# it fault in their pages anew: a scan measured a fifth slower that way.
-# These thresholds keep such blocks on the heap, where freed memory is reused.
+# By default glibc serves an allocation of more than 128 KiB with fresh pages
+# and returns them when it is freed. So every 1 MiB block and each copy of it
+# faulted its pages in anew, and a scan measured a fifth slower. These
+# thresholds keep such blocks on the heap, where freed memory is reused.
 _MMAP_THRESHOLD = 32 * 1024 * 1024
 _TRIM_THRESHOLD = 128 * 1024 * 1024
 _M_TRIM_THRESHOLD = -1
@@ -74,7 +74,7 @@ _allocator_tuned = False
 
 
 def tune_allocator() -> None:
-    """Ask glibc to keep blocks of a few MiB on the heap; elsewhere do nothing.
+    """Ask glibc to keep blocks of a few MiB on the heap, and do nothing elsewhere.
 
     Runs once per process. The setting applies to the whole process, and its
     cost is that up to `_TRIM_THRESHOLD` of freed memory stays reserved.
