@@ -326,7 +326,8 @@ def append_scans(path: Path, state: dict, block: bytes) -> list[float]:
 def report(args: argparse.Namespace, path: Path) -> None:
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, {platform.system()}")
     print(f"python {platform.python_version()}, LANG={os.environ.get('LANG', '')}")
-    print(f"candidate search: {args.finder}")
+    finder = "python" if args.finder == "python" else consume.default_finder().name
+    print(f"candidate search: {finder}")
 
     started = time.perf_counter()
     block = make_block(seed=7, size=BASE_BLOCK_BYTES, mix=args.mix)

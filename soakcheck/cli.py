@@ -235,7 +235,8 @@ def command_note(args: argparse.Namespace) -> int:
     except NoteError as error:
         print(f"soakcheck note: {error}", file=sys.stderr)
         return EXIT_USAGE
-    print(f"{entry['kind']} added to window {window.id} by {entry['author']}")
+    kind = "planned period" if entry["kind"] == "planned" else entry["kind"]
+    print(f"{kind} added to window {window.id} by {entry['author']}")
     return 0
 
 

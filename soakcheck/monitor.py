@@ -144,8 +144,8 @@ class Monitor:
         self.completed.append(slot.label)
         print(
             f"slot {slot.index + 1} of {total} ({slot.label}): "
-            f"{summary['passed']} passed, {summary['warnings']} warnings, "
-            f"{summary['criticals']} criticals",
+            f"{summary['passed']} passed, {_count(summary['warnings'], 'warning')}, "
+            f"{_count(summary['criticals'], 'critical')}",
             flush=True,
         )
 
@@ -182,3 +182,7 @@ def install_signal_handlers(monitor: Monitor) -> None:
 
     signal.signal(signal.SIGINT, handle)
     signal.signal(signal.SIGTERM, handle)
+
+
+def _count(number: int, noun: str) -> str:
+    return f"{number} {noun}" if number == 1 else f"{number} {noun}s"
