@@ -100,12 +100,25 @@ class Observation:
         compare = _OPERATORS[self.operator]
         return bool(compare(self.value, self.threshold))
 
+    def _holds_quietly(self) -> bool:
+        """Return `holds()`, taking values that cannot be compared as holding."""
+        try:
+            return self.holds()
+        except (KeyError, TypeError):
+            return True
+
     def describe(self) -> str:
-        """Describe the check as `subject (value) operator threshold`."""
+        """Describe the check as `subject (value) operator threshold`.
+
+        A value that misses its threshold reads `subject (value), expected
+        operator threshold`, so a failure does not read as a passed check.
+        """
         measured = with_unit(self.value, self.unit)
         if self.operator and self.threshold is not None:
             limit = with_unit(self.threshold, self.unit)
             text = f"{self.subject} ({measured}) {self.operator} {limit}"
+            if self.value is not None and not self._holds_quietly():
+                text = f"{self.subject} ({measured}), expected {self.operator} {limit}"
         elif self.value is not None:
             text = f"{self.subject}: {measured}"
         else:
