@@ -58,7 +58,8 @@ def _find_window(reports: Path, target_name: str, window_id: str | None) -> Wind
     if not windows:
         raise SystemExit(
             f"no window found for target {target_name!r} under {reports}; "
-            f"run `make check` first"
+            "run `make check` first, or name a window with --window "
+            "(`python -m soakcheck window list --all` lists them)"
         )
     return windows[-1]
 
