@@ -53,11 +53,7 @@ def _pino_class(buffer: bytes, start: int, end: int) -> LineClass | None:
     if match is None or buffer.count(b'"level"', start, end) != 1:
         return None
 
-    digits = match.group(1)
-    if len(digits) > 18:
-        level = level_from_number(parse_number(digits.decode()))
-    else:
-        level = level_from_number(int(digits))
+    level = level_from_number(parse_number(match.group(1)))
     return _PINO_CLASSES.get(level)
 
 
@@ -389,23 +385,24 @@ class BlockScanner:
             data, file_start=chunk.start == 0, keep_ansi=keep_ansi
         )
         # With a custom level pattern any line may match it.
-        if keep_ansi:
-            found = self.finder.find(buffer, literals=self._shared, keeps_ansi=True)
-        else:
-            found = self.finder.find(
-                buffer,
-                every_line=self.classifier.custom is not None,
-                literals=self._shared,
-            )
-        self._keeps_ansi = found.keeps_ansi
+        found = self.finder.find(
+            buffer,
+            every_line=self.classifier.custom is not None,
+            literals=self._shared,
+            keeps_ansi=keep_ansi,
+        )
+        self._keeps_ansi = keep_ansi
         ends: dict[PatternSearch, list[int]] = {}
         if found.literal_ends is not None:
             ends = dict(zip(self._shared_searches, found.literal_ends, strict=True))
         # Pattern matches are numbered across files from the lines read before.
         self._first_sequence = self.tally.lines_read - self.state.line
 
-        hits = self._pattern_hits(buffer, ends)
-        lines = self._classify(found.buffer, buffer, found.starts, hits)
+        newlines = Newlines(found.buffer)
+        # The Python finder classifies a shortened copy, whose offsets differ.
+        buffer_newlines = newlines if found.buffer is buffer else None
+        hits = self._pattern_hits(buffer, ends, buffer_newlines)
+        lines = self._classify(found.buffer, newlines, buffer, found.starts, hits)
         self.tally.lines_read += lines
         self.tally.records += lines - found.non_record_starts
         self.state.line += lines
@@ -414,7 +411,12 @@ class BlockScanner:
             self._note_worker(buffer, ends.get(self.worker))
 
     def _classify(
-        self, reduced: bytes, buffer: bytes, starts: list[int], hits: list[_Hit]
+        self,
+        reduced: bytes,
+        newlines: Newlines,
+        buffer: bytes,
+        starts: list[int],
+        hits: list[_Hit],
     ) -> int:
         """Classify the candidate lines at `starts`; return the block's line count."""
         tally = self.tally
@@ -427,7 +429,6 @@ class BlockScanner:
         line = self.state.line
         next_hit = 0
         quick_pino = self.classifier.custom is None
-        newlines = Newlines(reduced)
         record, blank, warn = LineKind.RECORD, LineKind.BLANK, Level.WARN
         errors_before = 0
 
@@ -508,8 +509,15 @@ class BlockScanner:
         return decode_line(raw)
 
     def _pattern_hits(
-        self, buffer: bytes, ends: dict[PatternSearch, list[int]]
+        self,
+        buffer: bytes,
+        ends: dict[PatternSearch, list[int]],
+        newlines: Newlines | None,
     ) -> list[_Hit]:
+        """Return the pattern matches of `buffer` in line order, with line numbers.
+
+        `newlines` indexes `buffer`, or is None to build one when needed.
+        """
         if not self.patterns:
             return []
 
@@ -523,7 +531,7 @@ class BlockScanner:
         # Line numbers come from one ordered pass over the buffer.
         hits.sort(key=lambda hit: hit.start)
         numbered = []
-        newlines = Newlines(buffer)
+        newlines = newlines or Newlines(buffer)
         line = self.state.line
         counted_to = 0
         for hit in hits:

@@ -220,9 +220,10 @@ def level_from_value(value: object) -> Level:
     return LEVEL_WORDS.get(word, Level.UNKNOWN)
 
 
-def parse_number(digits: str) -> int | float:
+def parse_number(digits: str | bytes) -> int | float:
     """Parse an ASCII integer of any length, a very long one as a float."""
-    if len(digits.lstrip("-")) > _MAX_INT_DIGITS:
+    length = len(digits) - (digits[:1] in ("-", b"-"))
+    if length > _MAX_INT_DIGITS:
         return float(digits)
     return int(digits)
 

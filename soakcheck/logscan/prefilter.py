@@ -180,15 +180,13 @@ class BlockLines:
     the lines that start no record (blank, indented or closing brackets).
     `literal_ends` lists, for each phrase the finder was given, the end
     offsets of its matches in order, or is None when the finder did not
-    search the phrases. `keeps_ansi` is whether `buffer` still contains
-    colour codes, which the scanner must then remove from each line it reads.
+    search the phrases.
     """
 
     buffer: bytes
     starts: list[int]
     non_record_starts: int
     literal_ends: list[list[int]] | None = None
-    keeps_ansi: bool = False
 
 
 class PythonFinder:
@@ -389,8 +387,10 @@ class HyperscanFinder:
                 buffer, all_line_starts(buffer), count_non_record_starts(buffer)
             )
 
-        reports = self._scan(self._database(("plain", literals)), buffer, literals)
-        ends, blank_ends, bracket_ends, literal_ends = reports[:4]
+        database = self._database(("plain", literals))
+        ends, blank_ends, bracket_ends, literal_ends = self._scan(
+            database, buffer, literals
+        )
         # Each end offset is just past a line's newline, so the line start is one
         # backward search away. Sorting keeps the order whatever the report order.
         ends.sort()
@@ -399,7 +399,9 @@ class HyperscanFinder:
             non_record = len(blank_ends) + len(bracket_ends)
             return BlockLines(buffer, starts, non_record, literal_ends)
 
-        return self._with_marked_lines(buffer, literals, reports)
+        return self._with_marked_lines(
+            buffer, literals, ends, blank_ends + bracket_ends, literal_ends
+        )
 
     def _scan(self, database, buffer: bytes, literals: tuple[bytes, ...]):
         """Run one scan; return candidate, blank, bracket and phrase ends."""
@@ -418,10 +420,14 @@ class HyperscanFinder:
         return ends, blank_ends, bracket_ends, literal_ends
 
     def _with_marked_lines(
-        self, buffer: bytes, literals: tuple[bytes, ...], reports
+        self,
+        buffer: bytes,
+        literals: tuple[bytes, ...],
+        ends: list[int],
+        non_record_ends: list[int],
+        literal_ends: list[list[int]],
     ) -> BlockLines:
         """Combine the results of lines without colour codes with the others'."""
-        ends, blank_ends, bracket_ends, literal_ends = reports[:4]
         # The ends of the lines with a colour code. A loop of C-level searches
         # measured faster here than one more pattern in the Hyperscan pass.
         marked_ends = []
@@ -437,12 +443,12 @@ class HyperscanFinder:
         starts = [
             buffer.rfind(b"\n", 0, end - 1) + 1 for end in ends if end not in marked
         ]
-        # `\n[ \t\n]` ends one byte into its line; the bracket form ends
-        # after the line's own newline.
-        non_record = sum(1 for end in blank_ends if end - 1 not in marked_start_set)
-        non_record += sum(
+        # The blank form ends one byte into its line and the bracket form just
+        # after the line's own newline. For both, the last newline before the
+        # final matched byte is the one before the line.
+        non_record = sum(
             1
-            for end in bracket_ends
+            for end in non_record_ends
             if buffer.rfind(b"\n", 0, end - 1) + 1 not in marked_start_set
         )
         kept_literals = [
@@ -450,7 +456,7 @@ class HyperscanFinder:
             for matches in literal_ends
         ]
         if not marked_ends:
-            return BlockLines(buffer, starts, non_record, kept_literals, True)
+            return BlockLines(buffer, starts, non_record, kept_literals)
 
         # The marked lines, newline-prefixed, with where each starts in both.
         lines = [buffer[s:e] for s, e in zip(marked_starts, marked_ends, strict=True)]
@@ -458,8 +464,9 @@ class HyperscanFinder:
         offsets = list(accumulate((len(line) for line in lines), initial=1))
 
         database = self._database(("tolerant", literals))
-        found = self._scan(database, separate, literals)
-        tolerant_ends, blank_ends, bracket_ends, tolerant_literals = found[:4]
+        tolerant_ends, blank_ends, bracket_ends, tolerant_literals = self._scan(
+            database, separate, literals
+        )
         for end in tolerant_ends:
             starts.append(marked_starts[bisect_right(offsets, end - 1) - 1])
         starts.sort()
@@ -476,7 +483,7 @@ class HyperscanFinder:
                 kept_literals[index] += [marked_starts[line] + len(literal)] * count
             kept_literals[index].sort()
 
-        return BlockLines(buffer, starts, non_record, kept_literals, True)
+        return BlockLines(buffer, starts, non_record, kept_literals)
 
 
 def default_finder() -> PythonFinder | HyperscanFinder:
