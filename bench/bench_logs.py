@@ -4,8 +4,8 @@ Measures, in one run:
 
 - full-scan throughput of `scan_log` beside `grep -ciE 'error|critical|fatal'`
   on the same file, with both counts, since grep counts every line that
-  mentions a level word; the scan runs once in one process and once with
-  the default settings, which share a large read with a second process,
+  mentions a level word. The scan runs once in one process and once with
+  the default settings, which share a large read with a second process.
 - the cost of scanning 1 MB appended to the big file,
 - the peak memory of each full scan.
 

@@ -580,7 +580,7 @@ def test_finders_agree_on_patterns_and_worker(
 
     lines = path.read_bytes().split(b"\n")
     assert results["hyperscan"] == results["python"]
-    # The coloured line holds "job" once after cleaning, and "\x1b[1j" is a code.
+    # The coloured line contains "job" once after cleaning: "\x1b[1j" is a code.
     assert results["python"]["worker_matches"] == path.read_bytes().count(b"job")
     for name, phrase in (("phrase", b"job"), ("repeats", b"ab ab")):
         with_phrase = sum(1 for line in lines if phrase in line)

@@ -17,5 +17,5 @@ def test_passed_value_reads_as_checklist_row() -> None:
 
 
 def test_failed_value_reads_as_expectation() -> None:
-    """A value past its threshold says what was expected instead."""
+    """A value past its threshold reads as what was expected instead."""
     assert measured(711).describe() == "backend RSS (711 MB), expected < 400 MB"

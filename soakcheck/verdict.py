@@ -234,14 +234,14 @@ def iter_records(
 
 def _add_unreadable(verdict: Verdict, names: list[str]) -> None:
     """Make unreadable record files a CONDITIONAL reason that names them."""
-    shown = ", ".join(names[:10]) + (
-        f" and {len(names) - 10} more" if len(names) > 10 else ""
-    )
+    listed = ", ".join(names[:10])
+    if len(names) > 10:
+        listed += f" and {len(names) - 10} more"
     verdict.reasons.append(
         Reason(
             CONDITIONAL,
             f"{len(names)} checkpoint record(s) could not be read and were not "
-            f"counted: {shown}",
+            f"counted: {listed}",
             kind="unreadable",
         )
     )

@@ -415,8 +415,8 @@ def classify_lines(
     classifier = classifier or LineClassifier()
     after_error_keyword = False
     for index, raw in enumerate(lines):
-        # Cut before cleaning, as the reader cuts a long line before any
-        # block search sees it.
+        # Cut before cleaning, because the reader cuts a long line before any
+        # block search reads it.
         head = raw.replace(b"\x00", b"")[:line_cap]
         text = decode_line(clean_line_bytes(head, first_in_file=index == 0), line_cap)
         found = classifier.classify(text, after_error_keyword=after_error_keyword)

@@ -106,8 +106,8 @@ class LogFollower:
         try:
             return WatchState.from_dict(previous)
         except (TypeError, ValueError) as exc:
-            # The scan then starts as a first scan, whose own event says
-            # where: offset 0, or the end of the file.
+            # The scan then starts as a first scan, whose own event names
+            # where it starts: offset 0, or the end of the file.
             self.events.append(
                 f"the stored position for {self.path} was unreadable ({exc}); "
                 "the scan started over as a first scan"

@@ -149,8 +149,8 @@ class SplitRead:
             name="soakcheck-log-split",
             daemon=True,
         )
-        # Unflushed output would otherwise be written twice: once by each
-        # process that holds a copy of the buffer.
+        # Unflushed output would otherwise be written twice, once by each
+        # process with a copy of the buffer.
         sys.stdout.flush()
         sys.stderr.flush()
         self._started = time.monotonic()

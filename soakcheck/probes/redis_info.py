@@ -427,8 +427,8 @@ def describe_redis_error(
     if isinstance(exc, redis.TimeoutError):
         timeout = kwargs.get("socket_timeout")
         if issubclass(client.connection_pool.connection_class, redis.SSLConnection):
-            # A plain server never answers the TLS handshake, so a rediss://
-            # URL for it waits for the timeout instead of failing at once.
+            # Redis 7 without TLS waits for a command after a TLS handshake
+            # starts, so a rediss:// URL for it ends in a timeout, not an error.
             return (
                 f"Redis at {url} did not reply within {timeout} s ({reason}): "
                 "if the server does not use TLS, write the URL as redis://; "
